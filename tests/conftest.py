@@ -1,0 +1,55 @@
+"""Session-wide fixtures: the tiny models, one real vLLM CPU server, data roots.
+
+Tests that need a system package (Chromium, PostgreSQL) call
+`require_system_dep(...)`: it skips with the reason, or fails when
+SYNTHTUNE_REQUIRE_SYSTEM_DEPS=1 (set by .ci/run) so CI always runs everything.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import REPO, TEST_GRPC_TOKEN
+
+MODELS_DIR = REPO / "var" / "models"
+
+
+def require_system_dep(available: bool, reason: str) -> None:
+    if available:
+        return
+    if os.environ.get("SYNTHTUNE_REQUIRE_SYSTEM_DEPS") == "1":
+        pytest.fail(f"{reason} (SYNTHTUNE_REQUIRE_SYSTEM_DEPS=1 forbids skipping)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def grpc_token() -> str:
+    return TEST_GRPC_TOKEN
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> Path:
+    """var/models with tiny-phi3, tiny-llama and tiny-llama-plain (no chat template)."""
+    from tests.support.models import ensure_tiny_models
+
+    return ensure_tiny_models(MODELS_DIR)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_models, tmp_path_factory):
+    """One real vLLM CPU server for the session, serving tiny-phi3 with runtime LoRA on."""
+    from tests.support.vllm import VllmServer
+
+    log = tmp_path_factory.mktemp("vllm") / "vllm.log"
+    with VllmServer(tiny_models / "tiny-phi3", served_name="tiny-phi3", log_path=log) as server:
+        yield server
+
+
+@pytest.fixture
+def data_root(tmp_path) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    return root
