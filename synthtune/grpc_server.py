@@ -72,11 +72,12 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         handler = await continuation(details)
-        if handler is None:
-            return None
         method = details.method
+        if handler is None or method.startswith(_OPEN_PREFIXES):
+            # Health and reflection are open and written with context.write: pass through.
+            return handler
         metadata = dict(details.invocation_metadata or ())
-        authorized = method.startswith(_OPEN_PREFIXES) or hmac.compare_digest(
+        authorized = hmac.compare_digest(
             str(metadata.get("authorization", "")).encode(), self._token
         )
         request_id = str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex)
