@@ -1,0 +1,163 @@
+"""Run the whole stack as local processes: the services, Django, the worker.
+
+Used by `make up` (synthtune.up) and `make demo` (synthtune.demo). Every
+process gets the same data root and gRPC token; output lines are prefixed with
+the process name. Stopping sends SIGTERM to all, then kills stragglers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parent.parent
+
+# (process name, python module, listen variable, address variable the control plane reads, port)
+SERVICES = [
+    ("datagen", "datagen_svc", "SYNTHTUNE_DATAGEN_LISTEN", "SYNTHTUNE_DATAGEN_ADDR", 50051),
+    ("trainer", "trainer_svc", "SYNTHTUNE_TRAINER_LISTEN", "SYNTHTUNE_TRAINER_ADDR", 50052),
+    ("serving-proxy", "serving_proxy_svc", "SYNTHTUNE_SERVING_PROXY_LISTEN", "SYNTHTUNE_SERVING_PROXY_ADDR", 50053),
+]
+
+
+@dataclass
+class StackConfig:
+    data_root: Path = field(default_factory=lambda: Path(os.environ.get("SYNTHTUNE_DATA_ROOT", "./var")))
+    http_port: int = int(os.environ.get("SYNTHTUNE_HTTP_PORT", "8000"))
+    grpc_token: str = field(default_factory=lambda: os.environ.get("SYNTHTUNE_GRPC_TOKEN") or secrets.token_urlsafe(24))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    quiet: bool = False  # demo: keep service logs in files, not on the terminal
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+def implemented_services() -> list[tuple[str, str, str, str, int]]:
+    return [s for s in SERVICES if importlib.util.find_spec(s[1]) is not None]
+
+
+class Stack:
+    """Starts processes in order and stops them all, whatever happens."""
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.log_dir = config.data_root / "logs"
+
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "SYNTHTUNE_DATA_ROOT": str(self.config.data_root.resolve()),
+            "SYNTHTUNE_GRPC_TOKEN": self.config.grpc_token,
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            **self.config.extra_env,
+        }
+        for _, _, listen_var, addr_var, port in implemented_services():
+            env.setdefault(listen_var, f"127.0.0.1:{port}")
+            env.setdefault(addr_var, env[listen_var])
+        return env
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen(
+            argv, cwd=REPO, env=env or self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+        )
+        self.procs.append((name, proc))
+        threading.Thread(target=self._pump, args=(name, proc), daemon=True).start()
+        return proc
+
+    def _pump(self, name: str, proc: subprocess.Popen) -> None:
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                if not self.config.quiet:
+                    sys.stdout.write(f"{name:>14} | {line.decode(errors='replace')}")
+
+    def start(self) -> None:
+        env = self.env()
+        self.config.data_root.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "control_plane", "migrate", "--noinput"], cwd=REPO, env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+        for name, module, listen_var, _, _ in implemented_services():
+            self.spawn(name, [sys.executable, "-m", module], env)
+            wait_grpc_serving(env[listen_var], proc=self.procs[-1][1], name=name)
+        self.spawn("worker", [sys.executable, "-m", "control_plane", "worker"], env)
+        self.spawn("control-plane", [
+            sys.executable, "-m", "gunicorn", "control_plane.wsgi", "--bind", f"127.0.0.1:{self.config.http_port}",
+            "--worker-class", "gthread", "--threads", "16", "--timeout", "0", "--graceful-timeout", "5",
+        ], env)
+        wait_http_ok(f"{self.config.http_url}/healthz", proc=self.procs[-1][1], name="control-plane")
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+
+    def __enter__(self) -> "Stack":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _check_alive(proc: subprocess.Popen | None, name: str) -> None:
+    if proc is not None and proc.poll() is not None:
+        raise RuntimeError(f"{name} exited with {proc.returncode} while starting; see its log under <data root>/logs/")
+
+
+def wait_grpc_serving(address: str, *, proc=None, name: str = "service", timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            _check_alive(proc, name)
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise TimeoutError(f"{name} at {address} was not serving after {timeout_s:.0f}s")
+
+
+def wait_http_ok(url: str, *, proc=None, name: str = "server", timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        _check_alive(proc, name)
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{name} at {url} did not answer 200 after {timeout_s:.0f}s")
