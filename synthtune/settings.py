@@ -16,7 +16,7 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", env_prefix="SYNTHTUNE_")
 
     data_root: Path = Field(default=Path("./var"), description="Folder holding datasets/, runs/, adapters/.")
-    grpc_token: str = Field(description="Shared bearer token every gRPC call must carry.")
+    grpc_token: str = Field(repr=False, description="Shared bearer token every gRPC call must carry.")
     log_level: str = "INFO"
     grpc_tls_cert: Path | None = Field(default=None, description="PEM certificate; enables TLS with the key.")
     grpc_tls_key: Path | None = None

@@ -1,0 +1,1 @@
+"""The datagen service: synthetic instruction datasets from any OpenAI-compatible endpoint."""

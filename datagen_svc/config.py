@@ -1,0 +1,112 @@
+"""Datagen settings: the only module that reads the environment.
+
+Every variable, with its default:
+- SYNTHTUNE_DATAGEN_LISTEN              127.0.0.1:50051  host:port the gRPC server binds
+- SYNTHTUNE_DATAGEN_MAX_ROWS            100000           largest num_rows a job may ask for
+- SYNTHTUNE_DATAGEN_MAX_CONCURRENCY     64               largest limits.concurrency a job may ask for
+- SYNTHTUNE_DATAGEN_MAX_RUNNING_JOBS    4                jobs generating at once; later ones queue
+- SYNTHTUNE_DATAGEN_RETRY_INITIAL_S     1.0              first backoff step after a retryable failure
+- SYNTHTUNE_DATAGEN_RETRY_MAX_S         30.0             longest backoff step, and cap on Retry-After
+plus the shared SYNTHTUNE_* settings of synthtune.settings.CommonSettings.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from synthtune.settings import CommonSettings
+
+_LISTEN_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+def _env(name: str) -> AliasChoices:
+    # Field names stay short (settings.listen) while the variable keeps its full name.
+    return AliasChoices(name, name.removeprefix("SYNTHTUNE_DATAGEN_").lower())
+
+
+class DatagenSettings(CommonSettings):
+    """Frozen settings of the datagen service; construct with `load_settings()`."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", env_prefix="SYNTHTUNE_", validate_by_name=True
+    )
+
+    listen: str = Field(
+        default="127.0.0.1:50051",
+        validation_alias=_env("SYNTHTUNE_DATAGEN_LISTEN"),
+        description="host:port the gRPC server binds; port 0 picks a free one.",
+    )
+    max_rows: int = Field(
+        default=100_000, ge=1, le=10_000_000, validation_alias=_env("SYNTHTUNE_DATAGEN_MAX_ROWS")
+    )
+    max_concurrency: int = Field(
+        default=64, ge=1, le=1024, validation_alias=_env("SYNTHTUNE_DATAGEN_MAX_CONCURRENCY")
+    )
+    max_running_jobs: int = Field(
+        default=4, ge=1, le=256, validation_alias=_env("SYNTHTUNE_DATAGEN_MAX_RUNNING_JOBS")
+    )
+    retry_initial_s: float = Field(
+        default=1.0, gt=0, le=600, validation_alias=_env("SYNTHTUNE_DATAGEN_RETRY_INITIAL_S")
+    )
+    retry_max_s: float = Field(
+        default=30.0, gt=0, le=3600, validation_alias=_env("SYNTHTUNE_DATAGEN_RETRY_MAX_S")
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        match = _LISTEN_RE.match(value)
+        if not match or int(match.group(2)) > 65535:
+            raise ValueError("SYNTHTUNE_DATAGEN_LISTEN must be host:port, e.g. 127.0.0.1:50051 or [::]:50051")
+        return value
+
+    @field_validator("retry_initial_s", "retry_max_s")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number of seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> DatagenSettings:
+        if self.retry_initial_s > self.retry_max_s:
+            raise ValueError(
+                "SYNTHTUNE_DATAGEN_RETRY_INITIAL_S must not exceed SYNTHTUNE_DATAGEN_RETRY_MAX_S"
+            )
+        return self
+
+
+class SettingsError(Exception):
+    """Bad environment; the message names each variable and never echoes its value."""
+
+
+def load_settings(**overrides) -> DatagenSettings:
+    """Read the environment once (keyword overrides win, for tests); raise SettingsError if bad."""
+    try:
+        return DatagenSettings(**overrides)
+    except ValidationError as exc:
+        # pydantic's own text echoes input values, which may be the gRPC token.
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            problems.append(f"{_variable(where)}: {error['msg']}" if where else error["msg"])
+        raise SettingsError("bad settings: " + "; ".join(problems)) from None
+
+
+def _variable(field: str) -> str:
+    if field in {
+        "listen",
+        "max_rows",
+        "max_concurrency",
+        "max_running_jobs",
+        "retry_initial_s",
+        "retry_max_s",
+    }:
+        return f"SYNTHTUNE_DATAGEN_{field.upper()}"
+    if field.startswith("SYNTHTUNE_"):
+        return field
+    return f"SYNTHTUNE_{field.upper()}"

@@ -1,0 +1,251 @@
+"""Generation jobs: their state, and an append-only event log, on disk under the data root.
+
+Layout, per job:
+    <data_root>/jobs/datagen/<job_id>/job.json      the job (atomically rewritten; never the token)
+    <data_root>/jobs/datagen/<job_id>/events.jsonl  numbered events, append-only
+
+States: queued -> running -> succeeded | failed | cancelled; a failed or
+cancelled job may be resumed (-> queued again). Events are numbered from 1 per
+job and never renumbered, so a watcher resumes with `after_seq`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from datagen_svc import jsonl
+from synthtune.errors import InvalidArgument, NotFound
+from synthtune.files import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+RESUMABLE = frozenset({JobState.FAILED, JobState.CANCELLED})
+
+
+class EventKind(StrEnum):
+    STATE_CHANGED = "state_changed"  # {"state", "error"}
+    PROGRESS = "progress"  # {"counts", "target_rows", "usage"}
+    ROW_REJECTED = "row_rejected"  # {"index", "instruction", "kind", "reason"}
+    DATASET_WRITTEN = "dataset_written"  # {"dataset_path", "sha256", "size_bytes", "counts"}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Counts:
+    kept: int = 0
+    dropped: int = 0  # rejected by a quality check
+    failed: int = 0  # no usable answer from the endpoint
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Job:
+    job_id: str
+    dataset_name: str
+    dataset_path: str  # relative to the data root
+    target_rows: int
+    params: dict[str, Any]  # GenerationSpec.public_params(): no token
+    state: JobState = JobState.QUEUED
+    counts: Counts = field(default_factory=Counts)
+    usage: Usage = field(default_factory=Usage)
+    error: str = ""
+    sha256: str = ""
+    size_bytes: int = 0
+    created_at: datetime = field(default_factory=_now)
+    updated_at: datetime = field(default_factory=_now)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["state"] = str(self.state)
+        data["created_at"] = self.created_at.isoformat()
+        data["updated_at"] = self.updated_at.isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Job:
+        return cls(
+            **{
+                **data,
+                "state": JobState(data["state"]),
+                "counts": Counts(**data["counts"]),
+                "usage": Usage(**data["usage"]),
+                "created_at": datetime.fromisoformat(data["created_at"]),
+                "updated_at": datetime.fromisoformat(data["updated_at"]),
+            }
+        )
+
+    def progress_data(self) -> dict[str, Any]:
+        return {
+            "counts": dataclasses.asdict(self.counts),
+            "target_rows": self.target_rows,
+            "usage": dataclasses.asdict(self.usage),
+        }
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    time: datetime
+    job_id: str
+    kind: EventKind
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": self.time.isoformat(),
+            "job_id": self.job_id,
+            "kind": str(self.kind),
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        return cls(
+            seq=int(data["seq"]),
+            time=datetime.fromisoformat(data["time"]),
+            job_id=data["job_id"],
+            kind=EventKind(data["kind"]),
+            data=data["data"],
+        )
+
+
+class JobStore:
+    """Every datagen job, in memory and on disk. Single event loop; not thread-safe."""
+
+    def __init__(self, data_root: Path):
+        self.folder = data_root / "jobs" / "datagen"
+        self._jobs: dict[str, Job] = {}
+        self._events: dict[str, list[Event]] = {}
+        self._signals: dict[str, asyncio.Event] = {}
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self) -> list[Job]:
+        """Read every job folder; returns the jobs that were queued or running (left by a crash)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        unfinished = []
+        for job_dir in sorted(p for p in self.folder.iterdir() if p.is_dir()):
+            try:
+                job = Job.from_json(json.loads((job_dir / "job.json").read_text(encoding="utf-8")))
+            except (OSError, ValueError, KeyError, TypeError):
+                logger.exception("skipping unreadable job folder", extra={"job_dir": job_dir.name})
+                continue
+            self._jobs[job.job_id] = job
+            self._events[job.job_id] = [
+                Event.from_json(item) for item in jsonl.recover(job_dir / "events.jsonl", check=_check_event)
+            ]
+            if job.state not in TERMINAL:
+                unfinished.append(job)
+        return unfinished
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """The job, or NotFound; an empty id is InvalidArgument."""
+        if not job_id:
+            raise InvalidArgument("job_id is required.", field="job_id")
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no generation job {job_id!r}.", field="job_id")
+        return job
+
+    def list(self) -> list[Job]:
+        """Every job, newest first."""
+        return sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
+
+    def events_after(self, job_id: str, seq: int) -> list[Event]:
+        events = self._events[job_id]
+        # seqs are 1..n in order, so the list index is seq - 1.
+        return events[max(seq, 0) :]
+
+    def last_seq(self, job_id: str) -> int:
+        events = self._events[job_id]
+        return events[-1].seq if events else 0
+
+    async def wait_for_events(self, job_id: str, *, after_seq: int, timeout_s: float) -> None:
+        """Return when an event beyond `after_seq` exists, or after `timeout_s`."""
+        if self.last_seq(job_id) > after_seq:
+            return
+        signal = self._signals.setdefault(job_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(signal.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create(
+        self, *, dataset_name: str, dataset_path: str, target_rows: int, params: dict[str, Any]
+    ) -> Job:
+        job = Job(
+            job_id=uuid.uuid4().hex,
+            dataset_name=dataset_name,
+            dataset_path=dataset_path,
+            target_rows=target_rows,
+            params=params,
+        )
+        self._jobs[job.job_id] = job
+        self._events[job.job_id] = []
+        self.save(job)
+        self.append(job.job_id, EventKind.STATE_CHANGED, {"state": str(job.state), "error": ""})
+        return job
+
+    def save(self, job: Job) -> None:
+        job.updated_at = _now()
+        data = json.dumps(job.to_json(), ensure_ascii=False, indent=1).encode()
+        atomic_write_bytes(self.folder / job.job_id / "job.json", data)
+
+    def set_state(self, job: Job, state: JobState, *, error: str = "") -> None:
+        """Change state, persist, and emit a state_changed event (in that order)."""
+        job.state = state
+        job.error = error
+        self.save(job)
+        self.append(job.job_id, EventKind.STATE_CHANGED, {"state": str(state), "error": error})
+
+    def append(self, job_id: str, kind: EventKind, data: dict[str, Any]) -> Event:
+        """Number, persist (flushed) and publish one event."""
+        event = Event(seq=self.last_seq(job_id) + 1, time=_now(), job_id=job_id, kind=kind, data=data)
+        path = self.folder / job_id / "events.jsonl"
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
+        self._events[job_id].append(event)
+        if signal := self._signals.pop(job_id, None):
+            signal.set()
+        return event
+
+
+def _check_event(item: Any) -> None:
+    try:
+        Event.from_json(item)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(str(exc)) from None

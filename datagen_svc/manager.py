@@ -1,0 +1,295 @@
+"""The datagen use cases: start, resume, cancel, get, list and watch jobs.
+
+One JobManager per process. It runs each job as an asyncio task (at most
+`max_running_jobs` at once; the others stay queued), holds the endpoint token
+only in memory for the job's lifetime, and on start-up marks jobs that a
+crash left running as failed with reason "interrupted", ready to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from datagen_svc import jsonl
+from datagen_svc.config import DatagenSettings
+from datagen_svc.generator import DatasetFiles, GenerationFailed, generate
+from datagen_svc.jobs import INTERRUPTED, RESUMABLE, TERMINAL, Event, Job, JobState, JobStore
+from datagen_svc.openai_client import ChatClient, ClientConfig
+from datagen_svc.spec import GenerationSpec, validate_spec
+from synthtune import records
+from synthtune.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
+from synthtune.files import sha256_file
+from synthtune.logs import forget_secret, register_secret
+from synthtune.paths import resolve_under
+
+logger = logging.getLogger(__name__)
+
+CANCELLED_BY_REQUEST = "cancelled by request"
+WATCH_POLL_S = 1.0
+
+
+class JobManager:
+    def __init__(
+        self, *, settings: DatagenSettings, client_factory: Callable[[ClientConfig], ChatClient] = ChatClient
+    ):
+        self.settings = settings
+        self.data_root = Path(settings.data_root).resolve()
+        self.store = JobStore(self.data_root)
+        self._client_factory = client_factory
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._stop_reasons: dict[str, str] = {}
+        self._running_slots = asyncio.Semaphore(settings.max_running_jobs)
+        self._secret_users: Counter[str] = Counter()
+        self._closing = False
+        self.active_watches = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Load every job; mark those a crash left queued or running as failed ("interrupted")."""
+        (self.data_root / "datasets").mkdir(parents=True, exist_ok=True)
+        for job in self.store.load():
+            files = DatasetFiles.under(self.data_root, job.dataset_path)
+            if files.final.exists() and (
+                not files.partial.exists() or os.path.samefile(files.partial, files.final)
+            ):
+                # The crash hit after the atomic publish (a hard link) but before the job was saved.
+                files.partial.unlink(missing_ok=True)
+                job.sha256, job.size_bytes = sha256_file(files.final), files.final.stat().st_size
+                job.counts.kept = jsonl.count_rows(files.final)
+                self.store.set_state(job, JobState.SUCCEEDED)
+                continue
+            job.counts.kept = len(jsonl.recover(files.partial, check=records.row_format))
+            self.store.set_state(job, JobState.FAILED, error=INTERRUPTED)
+            logger.warning("job was interrupted", extra={"job_id": job.job_id, "kept": job.counts.kept})
+
+    async def shutdown(self, *, timeout_s: float = 10.0) -> None:
+        """Stop every job: state failed/"interrupted", partial rows flushed, resumable later."""
+        self._closing = True
+        tasks = list(self._tasks.items())
+        for job_id, task in tasks:
+            self._stop_reasons[job_id] = INTERRUPTED
+            task.cancel()
+        if tasks:
+            await asyncio.wait([t for _, t in tasks], timeout=timeout_s)
+            logger.info("jobs stopped for shutdown", extra={"jobs": len(tasks)})
+
+    # -- use cases -------------------------------------------------------------------------
+
+    def start(self, spec: GenerationSpec) -> Job:
+        """Validate and queue a new job; raises InvalidArgument or AlreadyExists."""
+        self._refuse_when_closing()
+        spec = validate_spec(
+            spec, max_rows=self.settings.max_rows, max_concurrency=self.settings.max_concurrency
+        )
+        dataset_path = f"datasets/{spec.dataset_name}.jsonl"
+        resolve_under(self.data_root, dataset_path, field="dataset_name")
+        self._check_name_free(spec.dataset_name, dataset_path)
+        job = self.store.create(
+            dataset_name=spec.dataset_name,
+            dataset_path=dataset_path,
+            target_rows=spec.num_rows,
+            params=spec.public_params(),
+        )
+        logger.info(
+            "generation queued",
+            extra={
+                "job_id": job.job_id,
+                "dataset_name": job.dataset_name,
+                "mode": str(spec.mode),
+                "target_rows": job.target_rows,
+            },
+        )
+        self._launch(job, spec)
+        return job
+
+    def resume(self, job_id: str, *, token: str) -> Job:
+        """Queue a failed or cancelled job again; it keeps its rows and continues to its target."""
+        self._refuse_when_closing()
+        job = self.store.get(job_id)
+        if job.state not in RESUMABLE:
+            raise FailedPrecondition(
+                f"job {job_id} is {job.state}; only failed or cancelled jobs can be resumed.", field="job_id"
+            )
+        other = self._holder_of(job.dataset_name, exclude=job_id)
+        if other is not None or (self.data_root / job.dataset_path).exists():
+            raise FailedPrecondition(
+                f"dataset {job.dataset_name!r} was taken by "
+                + (f"job {other.job_id}" if other else "another dataset")
+                + " since this job stopped; start a new job under another name.",
+                field="job_id",
+            )
+        try:
+            spec = GenerationSpec.from_params(job.params, token=token)
+            spec = validate_spec(
+                spec, max_rows=self.settings.max_rows, max_concurrency=self.settings.max_concurrency
+            )
+        except InvalidArgument as exc:
+            if exc.field == "endpoint.token":
+                raise InvalidArgument(exc.message.replace("endpoint.token", "token"), field="token") from None
+            raise FailedPrecondition(
+                f"job {job_id} can no longer run here: {exc.message}", field="job_id"
+            ) from None
+        self.store.set_state(job, JobState.QUEUED)
+        logger.info("generation resumed", extra={"job_id": job.job_id, "kept": job.counts.kept})
+        self._launch(job, spec)
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        """Stop a queued or running job, keeping its rows; cancelling a cancelled job is a no-op."""
+        job = self.store.get(job_id)
+        if job.state is JobState.CANCELLED:
+            return job
+        if job.state in TERMINAL:
+            raise FailedPrecondition(f"job {job_id} is already {job.state}.", field="job_id")
+        task = self._tasks.get(job_id)
+        if task is not None:
+            self._stop_reasons[job_id] = CANCELLED_BY_REQUEST
+            task.cancel()
+            await asyncio.wait([task])
+        return job
+
+    def get(self, job_id: str) -> Job:
+        return self.store.get(job_id)
+
+    def list(self) -> list[Job]:
+        return self.store.list()
+
+    async def watch(self, job_id: str, *, after_seq: int) -> AsyncIterator[Event]:
+        """Events with seq > after_seq, then live ones; ends once caught up with a finished job."""
+        if after_seq < 0:
+            raise InvalidArgument("after_seq must be 0 or more.", field="after_seq")
+        job = self.store.get(job_id)
+        self.active_watches += 1
+        try:
+            seq = after_seq
+            while True:
+                events = self.store.events_after(job_id, seq)
+                for event in events:
+                    yield event
+                    seq = event.seq
+                if not events:
+                    if job.state in TERMINAL:
+                        return
+                    await self.store.wait_for_events(job_id, after_seq=seq, timeout_s=WATCH_POLL_S)
+        finally:
+            self.active_watches -= 1
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _holder_of(self, dataset_name: str, *, exclude: str = "") -> Job | None:
+        """A job that owns `dataset_name`: active, or holding unfinished rows for it."""
+        for job in self.store.list():
+            if job.dataset_name != dataset_name or job.job_id == exclude:
+                continue
+            if (
+                job.state not in TERMINAL
+                or DatasetFiles.under(self.data_root, job.dataset_path).partial.exists()
+            ):
+                return job
+        return None
+
+    def _check_name_free(self, name: str, dataset_path: str) -> None:
+        files = DatasetFiles.under(self.data_root, dataset_path)
+        if files.final.exists():
+            raise AlreadyExists(
+                f"dataset {name!r} already exists ({dataset_path}); choose another dataset_name.",
+                field="dataset_name",
+            )
+        holder = self._holder_of(name)
+        if holder is not None:
+            raise AlreadyExists(
+                f"dataset {name!r} belongs to job {holder.job_id} ({holder.state}); "
+                "resume that job or choose another dataset_name.",
+                field="dataset_name",
+            )
+        if files.partial.exists():
+            raise AlreadyExists(
+                f"unfinished rows for {name!r} exist ({files.partial.name}); choose another dataset_name.",
+                field="dataset_name",
+            )
+
+    def _refuse_when_closing(self) -> None:
+        if self._closing:
+            raise Unavailable("the datagen service is shutting down; try again shortly.")
+
+    def _launch(self, job: Job, spec: GenerationSpec) -> None:
+        self._tasks[job.job_id] = asyncio.create_task(self._run(job, spec), name=f"datagen-{job.job_id}")
+
+    async def _run(self, job: Job, spec: GenerationSpec) -> None:
+        token = spec.endpoint.token
+        self._hold_secret(token)
+        try:
+            async with self._running_slots:
+                self.store.set_state(job, JobState.RUNNING)
+                async with self._client_factory(self._client_config(spec)) as client:
+                    await generate(
+                        job=job, spec=spec, store=self.store, client=client, data_root=self.data_root
+                    )
+                self.store.set_state(job, JobState.SUCCEEDED)
+        except asyncio.CancelledError:
+            reason = self._stop_reasons.pop(job.job_id, INTERRUPTED)
+            if reason == CANCELLED_BY_REQUEST:
+                self.store.set_state(job, JobState.CANCELLED, error=reason)
+            else:
+                self.store.set_state(job, JobState.FAILED, error=INTERRUPTED)
+            logger.info(
+                "generation stopped", extra={"job_id": job.job_id, "reason": reason, "kept": job.counts.kept}
+            )
+            # Cancelled on purpose by cancel() or shutdown(), which await us: finish normally.
+        except GenerationFailed as exc:
+            self.store.set_state(job, JobState.FAILED, error=exc.reason)
+            logger.warning(
+                "generation failed",
+                extra={"job_id": job.job_id, "reason": exc.reason, "kept": job.counts.kept},
+            )
+        except Exception as exc:
+            logger.exception("generation crashed", extra={"job_id": job.job_id})
+            self.store.set_state(job, JobState.FAILED, error=f"internal error ({type(exc).__name__})")
+        else:
+            logger.info(
+                "generation succeeded",
+                extra={
+                    "job_id": job.job_id,
+                    "kept": job.counts.kept,
+                    "dropped": job.counts.dropped,
+                    "failed": job.counts.failed,
+                },
+            )
+        finally:
+            self._release_secret(token)
+            self._tasks.pop(job.job_id, None)
+
+    def _client_config(self, spec: GenerationSpec) -> ClientConfig:
+        endpoint = spec.endpoint
+        return ClientConfig(
+            base_url=endpoint.base_url,
+            model=endpoint.model,
+            token=endpoint.token,
+            skip_tls_verify=endpoint.skip_tls_verify,
+            timeout_s=endpoint.request_timeout_s,
+            max_retries=endpoint.max_retries,
+            concurrency=spec.limits.concurrency,
+            requests_per_minute=spec.limits.requests_per_minute,
+            backoff_initial_s=self.settings.retry_initial_s,
+            backoff_max_s=self.settings.retry_max_s,
+        )
+
+    def _hold_secret(self, token: str) -> None:
+        # Belt and braces: mask the token in any log line while a job may touch it.
+        if token:
+            self._secret_users[token] += 1
+            register_secret(token)
+
+    def _release_secret(self, token: str) -> None:
+        if not token:
+            return
+        self._secret_users[token] -= 1
+        if self._secret_users[token] <= 0:
+            del self._secret_users[token]
+            forget_secret(token)
