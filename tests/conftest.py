@@ -41,7 +41,7 @@ def tiny_models() -> Path:
 @pytest.fixture(scope="session")
 def vllm_server(tiny_models, tmp_path_factory):
     """One real vLLM CPU server for the session, serving tiny-phi3 with runtime LoRA on."""
-    from tests.support.vllm import VllmServer
+    from synthtune.local_vllm import VllmServer
 
     log = tmp_path_factory.mktemp("vllm") / "vllm.log"
     with VllmServer(tiny_models / "tiny-phi3", served_name="tiny-phi3", log_path=log) as server:

@@ -12,7 +12,7 @@ import json
 import httpx
 import pytest
 
-from tests.support.vllm import VllmServer, group_pids
+from synthtune.local_vllm import VllmServer, group_pids
 
 INSTRUCTIONS_SCHEMA = {
     "type": "object",

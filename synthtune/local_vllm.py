@@ -1,4 +1,4 @@
-"""Run a real vLLM CPU server (from .venv-vllm) for tests, and make sure it dies with them.
+"""Run a real vLLM CPU server (from .venv-vllm) for tests and the demo, and make sure it dies with them.
 
 The recipe is the one in DESIGN.md ("Real vLLM on this machine"). vLLM spawns
 child processes (the engine core), so the server runs in its own process group
@@ -13,6 +13,7 @@ import atexit
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -21,13 +22,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-from tests.support.procs import REPO, free_port
 
+REPO = Path(__file__).resolve().parent.parent
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 STARTUP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
 
 _live: set[VllmServer] = set()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class VllmServer:

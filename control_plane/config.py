@@ -1,0 +1,161 @@
+"""Control-plane settings: the only module that reads the environment.
+
+Every variable, with its default:
+- SYNTHTUNE_DATA_ROOT           ./var               shared data root (datasets/, runs/, adapters/)
+- SYNTHTUNE_GRPC_TOKEN          (none)              bearer token for the services; calls fail with 503 until set
+- SYNTHTUNE_GRPC_TLS_CA         (none)              PEM CA bundle; when set, gRPC channels use TLS
+- SYNTHTUNE_GRPC_TIMEOUT_S      10                  deadline of every unary gRPC call
+- SYNTHTUNE_DATAGEN_ADDR        127.0.0.1:50051     host:port of the datagen service
+- SYNTHTUNE_LOG_LEVEL           INFO                DEBUG, INFO, WARNING or ERROR
+- SYNTHTUNE_WORKER_POLL_S       1.0                 how often the worker looks for unfinished jobs
+- SYNTHTUNE_WORKER_BACKOFF_MAX_S 30                 longest wait between reconnects to a service that is down
+- SYNTHTUNE_SSE_POLL_S          0.1                 how often an event stream (SSE) looks for new events
+- DATABASE_URL                  sqlite:///<data root>/control_plane.sqlite3   any dj-database-url URL
+- DJANGO_SECRET_KEY             (generated)         unset: a random key is created once in
+                                                    <data root>/.django-secret-key (mode 0600) and reused
+- DJANGO_DEBUG                  false
+- DJANGO_ALLOWED_HOSTS          localhost,127.0.0.1,[::1]   comma-separated
+- DJANGO_CSRF_TRUSTED_ORIGINS   (none)              comma-separated, e.g. https://synthtune.example.com
+- DJANGO_STATIC_ROOT            (none)              where `collectstatic` writes; unset, WhiteNoise serves
+                                                    straight from the apps (fine at this scale)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_ADDR_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+
+def _env(name: str) -> AliasChoices:
+    # Field names stay short for keyword overrides; the variable keeps its full name.
+    return AliasChoices(name, name.lower())
+
+
+class ControlPlaneConfig(BaseSettings):
+    """Frozen settings read once from the environment; use `load_config()`."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", validate_by_name=True)
+
+    data_root: Path = Field(default=Path("./var"), validation_alias=_env("SYNTHTUNE_DATA_ROOT"))
+    grpc_token: str = Field(default="", validation_alias=_env("SYNTHTUNE_GRPC_TOKEN"))
+    grpc_tls_ca: Path | None = Field(default=None, validation_alias=_env("SYNTHTUNE_GRPC_TLS_CA"))
+    grpc_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, validation_alias=_env("SYNTHTUNE_GRPC_TIMEOUT_S")
+    )
+    datagen_addr: str = Field(default="127.0.0.1:50051", validation_alias=_env("SYNTHTUNE_DATAGEN_ADDR"))
+    log_level: str = Field(default="INFO", validation_alias=_env("SYNTHTUNE_LOG_LEVEL"))
+    worker_poll_s: float = Field(default=1.0, gt=0, le=60, validation_alias=_env("SYNTHTUNE_WORKER_POLL_S"))
+    worker_backoff_max_s: float = Field(
+        default=30.0, gt=0, le=3600, validation_alias=_env("SYNTHTUNE_WORKER_BACKOFF_MAX_S")
+    )
+    sse_poll_s: float = Field(default=0.1, ge=0.01, le=10, validation_alias=_env("SYNTHTUNE_SSE_POLL_S"))
+    database_url: str = Field(default="", validation_alias=_env("DATABASE_URL"))
+    secret_key: str = Field(default="", validation_alias=_env("DJANGO_SECRET_KEY"))
+    debug: bool = Field(default=False, validation_alias=_env("DJANGO_DEBUG"))
+    allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,[::1]", validation_alias=_env("DJANGO_ALLOWED_HOSTS")
+    )
+    csrf_trusted_origins: str = Field(default="", validation_alias=_env("DJANGO_CSRF_TRUSTED_ORIGINS"))
+    static_root: Path | None = Field(default=None, validation_alias=_env("DJANGO_STATIC_ROOT"))
+
+    @field_validator("grpc_token")
+    @classmethod
+    def _token_not_trivial(cls, value: str) -> str:
+        # Empty is allowed so the admin and migrations work without services; calls then fail clearly.
+        if value and len(value) < 16:
+            raise ValueError("must be at least 16 characters (the services refuse shorter ones)")
+        return value
+
+    @field_validator("datagen_addr")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if not _ADDR_RE.match(value):
+            raise ValueError("must be host:port, e.g. 127.0.0.1:50051")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in _LOG_LEVELS:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_key(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be at least 32 characters; leave it unset to have one generated")
+        return value
+
+    @property
+    def allowed_hosts_list(self) -> list[str]:
+        return _split(self.allowed_hosts)
+
+    @property
+    def csrf_trusted_origins_list(self) -> list[str]:
+        return _split(self.csrf_trusted_origins)
+
+
+class ConfigError(Exception):
+    """Bad environment; the message names each variable and never echoes its value."""
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@lru_cache(maxsize=1)
+def load_config() -> ControlPlaneConfig:
+    try:
+        return ControlPlaneConfig()
+    except ValidationError as exc:
+        # pydantic's own text echoes the input, which may be a secret.
+        problems = [
+            f"{_variable(str(error['loc'][0]))}: {error['msg']}" if error["loc"] else error["msg"]
+            for error in exc.errors(include_input=False, include_url=False)
+        ]
+        raise ConfigError("bad control-plane settings: " + "; ".join(problems)) from None
+
+
+def _variable(field: str) -> str:
+    alias = (
+        ControlPlaneConfig.model_fields[field].validation_alias
+        if field in ControlPlaneConfig.model_fields
+        else None
+    )
+    return alias.choices[0] if isinstance(alias, AliasChoices) else field
+
+
+def secret_key(config: ControlPlaneConfig) -> str:
+    """DJANGO_SECRET_KEY, or a random key kept in <data root>/.django-secret-key.
+
+    Why a file: a fresh clone must run with no set-up, without a well-known key
+    that would let anyone forge sessions, and the web process and the worker
+    (started at once) must agree. The first process to get there wins the link().
+    """
+    if config.secret_key:
+        return config.secret_key
+    path = config.data_root / ".django-secret-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mkstemp creates the file with mode 0600.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".django-secret-key.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(50))
+            os.link(tmp, path)  # fails if another process created it first; theirs is kept
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return path.read_text().strip()

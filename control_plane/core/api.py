@@ -1,0 +1,70 @@
+"""Base pieces for API views: one view per operation, thin, with its own serializers."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_not_required
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.serializers import Serializer
+from rest_framework.views import APIView
+
+
+class JsonErrorsMixin:
+    """Errors in the one JSON body, also on views that answer something else on success
+    (the schema in YAML, the docs page in HTML, a download, an event stream)."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, Response) and response.status_code >= 400:
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class Pagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+class ApiView(JsonErrorsMixin, APIView):
+    # Auth and permissions come from settings (token or session, IsAuthenticated).
+    # Exempt from LoginRequiredMiddleware: DRF itself answers anonymous calls with
+    # 401/403 in the one error body, where the middleware would redirect to a login page.
+    # (A comment, not a docstring: drf-spectacular would show it on every operation.)
+    pagination_class = Pagination  # used by paginated_response, and by the schema for list answers
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        return login_not_required(super().as_view(**initkwargs))
+
+
+def paginated_response(*, queryset, serializer_class: type[Serializer], request, view: APIView) -> Response:
+    """A page of `queryset` in the limit/offset envelope (count, next, previous, results)."""
+    paginator = view.pagination_class()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+class IgnoreClientContentNegotiation(BaseContentNegotiation):
+    """For views that answer with their own media type (a download, an event stream):
+    an Accept header of text/event-stream must not turn into 406 before the view runs."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class SchemaView(JsonErrorsMixin, SpectacularAPIView):
+    pass
+
+
+class SwaggerView(JsonErrorsMixin, SpectacularSwaggerView):
+    pass
+
+
+class RedocView(JsonErrorsMixin, SpectacularRedocView):
+    pass

@@ -1,0 +1,122 @@
+"""Typed errors of the control plane and the one error body.
+
+Services and selectors raise synthtune.errors types (each carries its gRPC code,
+hence its HTTP status through synthtune.errors.GRPC_TO_HTTP). Errors that come
+back from a gRPC service are turned into the same types here, so views never
+see grpc.RpcError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from synthtune.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    SynthtuneError,
+    Unavailable,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "SynthtuneError",
+    "Unavailable",
+    "UpstreamError",
+    "error_body",
+    "from_rpc_error",
+]
+
+_TYPED: dict[str, type[SynthtuneError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        Unavailable,
+        ResourceExhausted,
+        DeadlineExceeded,
+    )
+}
+
+
+class UpstreamError(SynthtuneError):
+    """A service answered with a status that has no typed error of its own (INTERNAL, ABORTED...)."""
+
+    def __init__(self, code: str, message: str, *, extra: dict[str, Any] | None = None):
+        super().__init__(message, extra=extra)
+        self.code = code
+
+
+def error_body(*, message: str, code: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one error body of the API."""
+    return {"message": message, "code": code, "extra": extra or {}}
+
+
+def _field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:  # trailers disagree with the status; keep the plain message
+        return []
+    violations = []
+    for detail in status.details if status else ():
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            violations += [(v.field, v.description) for v in bad_request.field_violations]
+    return violations
+
+
+def from_rpc_error(
+    exc: grpc.RpcError,
+    *,
+    service: str,
+    address: str,
+    timeout_s: float,
+    field_names: Mapping[str, str] | None = None,
+) -> SynthtuneError:
+    """A typed error for a failed call; `field_names` maps proto field paths to API field names."""
+    code = exc.code().name if exc.code() else "UNKNOWN"
+    details = exc.details() or code
+    where = {"service": service, "address": address}
+    if code == "UNAVAILABLE":
+        return Unavailable(
+            f"The {service} service at {address} is unavailable ({details}). "
+            "Check that it is running and that the control plane's address for it is right.",
+            extra=where,
+        )
+    if code == "DEADLINE_EXCEEDED":
+        return DeadlineExceeded(
+            f"The {service} service at {address} did not answer within {timeout_s:g}s.", extra=where
+        )
+    if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        # Not the API caller's fault: the control plane's own service token is wrong.
+        return Unavailable(
+            f"The {service} service at {address} rejected the control plane's SYNTHTUNE_GRPC_TOKEN; "
+            "give both the same token.",
+            extra={**where, "upstream_code": code},
+        )
+    extra: dict[str, Any] = {"service": service}
+    violations = _field_violations(exc)
+    if violations:
+        names = field_names or {}
+        extra["field"] = names.get(violations[0][0], violations[0][0])
+        extra["fields"] = {}
+        for proto_field, description in violations:
+            extra["fields"].setdefault(names.get(proto_field, proto_field), []).append(description)
+    cls = _TYPED.get(code)
+    if cls is not None:
+        return cls(details, extra=extra)
+    return UpstreamError(code, f"The {service} service failed: {details}", extra=extra)

@@ -1,0 +1,239 @@
+"""Admin (staff only): datasets with previews, the Generate and Upload forms, jobs with live
+progress. Every write goes through the same services as the API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+
+from control_plane.core.errors import SynthtuneError
+from control_plane.datasets import selectors, services
+from control_plane.datasets.forms import GenerateForm, UploadForm
+from control_plane.datasets.generation import GenerationParams
+from control_plane.datasets.models import Dataset, GenerationJob
+from synthtune import records
+
+PREVIEW_ROWS = 20
+EVENTS_SHOWN = 200
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows change only through services (generate, upload, the worker), never by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _preview_row(row) -> dict:
+    """A row as instruction/output columns, whichever format it is in."""
+    try:
+        records.row_format(row)
+    except ValueError as exc:
+        return {
+            "instruction": json.dumps(row, ensure_ascii=False)[:500],
+            "output": f"(not a valid row: {exc})",
+        }
+    return records.to_instruction(row)
+
+
+def _form_error(form, exc: SynthtuneError) -> None:
+    field = exc.extra.get("field")
+    form.add_error(field if field in form.fields else None, exc.message)
+
+
+@admin.register(Dataset)
+class DatasetAdmin(ReadOnlyAdmin):
+    list_display = ("name", "status", "source", "format", "rows", "size_bytes", "owner", "created_at")
+    list_filter = ("status", "source", "format", "created_at")
+    search_fields = ("name", "sha256")
+    fields = (
+        "name",
+        "status",
+        "error",
+        "source",
+        "format",
+        "rows",
+        "size_bytes",
+        "sha256",
+        "path",
+        "params",
+        "owner",
+        "created_at",
+        "updated_at",
+    )
+    change_list_template = "admin/datasets/dataset/change_list.html"
+    change_form_template = "admin/datasets/dataset/change_form.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("generate/", view(self.generate_view), name="datasets_dataset_generate"),
+            path("upload/", view(self.upload_view), name="datasets_dataset_upload"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        dataset = self.get_object(request, object_id)
+        if dataset is None:  # let the admin answer an unknown id its usual way
+            return super().change_view(request, object_id, form_url, extra_context)
+        try:
+            rows = [
+                _preview_row(row) for row in selectors.dataset_preview(dataset=dataset, limit=PREVIEW_ROWS)
+            ]
+            preview_error = ""
+        except SynthtuneError as exc:
+            rows, preview_error = [], exc.message
+        context = {
+            **(extra_context or {}),
+            "preview_rows": rows,
+            "preview_error": preview_error,
+            "jobs": dataset.jobs.all(),
+        }
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def _require_add(self, request) -> None:
+        if not request.user.has_perm("datasets.add_dataset"):
+            raise PermissionDenied
+
+    def _render(self, request, *, title: str, form, form_id: str, submit_label: str) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "form": form,
+            "form_id": form_id,
+            "submit_label": submit_label,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/core/form_page.html", context)
+
+    @method_decorator(sensitive_post_parameters("token"))
+    def generate_view(self, request):
+        self._require_add(request)
+        form = GenerateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            params, token = form.params_and_token()
+            try:
+                job = services.dataset_generate(
+                    owner=request.user, params=GenerationParams(**params), token=token
+                )
+            except SynthtuneError as exc:
+                _form_error(form, exc)
+            else:
+                messages.success(request, f"Generation of {job.dataset.name!r} started.")
+                return HttpResponseRedirect(reverse("admin:datasets_generationjob_change", args=[job.pk]))
+        return self._render(
+            request,
+            title="Generate dataset",
+            form=form,
+            form_id="generate-form",
+            submit_label="Start generation",
+        )
+
+    def upload_view(self, request):
+        self._require_add(request)
+        form = UploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            name = form.cleaned_data["name"] or PurePosixPath(upload.name).name.removesuffix(".jsonl")
+            try:
+                dataset = services.dataset_upload(owner=request.user, name=name, data=upload.read())
+            except SynthtuneError as exc:
+                _form_error(form, exc)
+            else:
+                messages.success(request, f"Dataset {dataset.name!r} uploaded: {dataset.rows} rows.")
+                return HttpResponseRedirect(reverse("admin:datasets_dataset_change", args=[dataset.pk]))
+        return self._render(
+            request, title="Upload dataset", form=form, form_id="upload-form", submit_label="Upload"
+        )
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(ReadOnlyAdmin):
+    list_display = ("job_id", "dataset", "state", "kept", "target_rows", "dropped", "failed", "updated_at")
+    list_filter = ("state", "created_at")
+    search_fields = ("job_id", "dataset__name")
+    list_select_related = ("dataset",)
+    fields = (
+        "job_id",
+        "dataset",
+        "state",
+        "error",
+        "target_rows",
+        "kept",
+        "dropped",
+        "failed",
+        "prompt_tokens",
+        "completion_tokens",
+        "last_seq",
+        "created_at",
+        "updated_at",
+        "finished_at",
+    )
+    actions = ("cancel_jobs",)
+    change_form_template = "admin/datasets/generationjob/change_form.html"
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("datasets.change_generationjob")
+
+    def get_urls(self):
+        cancel = self.admin_site.admin_view(self.cancel_view)
+        return [path("<int:pk>/cancel/", cancel, name="datasets_generationjob_cancel"), *super().get_urls()]
+
+    def cancel_view(self, request, pk: int):
+        if request.method != "POST" or not self.has_cancel_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(GenerationJob, pk=pk)
+        try:
+            services.generation_cancel(job=job)
+            self.message_user(request, f"Asked the datagen service to cancel {job.job_id}.", messages.SUCCESS)
+        except SynthtuneError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:datasets_generationjob_change", args=[pk]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.get_object(request, object_id)
+        if job is None:
+            return super().change_view(request, object_id, form_url, extra_context)
+        events = reversed(job.events.order_by("-seq")[:EVENTS_SHOWN])
+        context = {
+            **(extra_context or {}),
+            "job": job,
+            "events": [{**event.as_dict(), "payload": json.dumps(event.payload)} for event in events],
+            "stream_url": reverse("datasets:generation-job-event-stream", args=[job.job_id]),
+            "dataset_url": reverse("admin:datasets_dataset_change", args=[job.dataset.pk]),
+        }
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    @admin.action(description="Cancel selected generation jobs", permissions=["cancel"])
+    def cancel_jobs(self, request, queryset):
+        cancelled = 0
+        for job in queryset.select_related("dataset"):
+            try:
+                services.generation_cancel(job=job)
+                cancelled += 1
+            except SynthtuneError as exc:
+                self.message_user(request, f"{job.job_id}: {exc.message}", messages.ERROR)
+        if cancelled:
+            self.message_user(
+                request, f"Asked the datagen service to cancel {cancelled} job(s).", messages.SUCCESS
+            )
+
+
+admin.site.site_header = "synthtune"
+admin.site.site_title = "synthtune admin"
+admin.site.index_title = "Control plane"

@@ -1,0 +1,36 @@
+from django.urls import path
+
+from control_plane.datasets import apis
+
+app_name = "datasets"
+
+urlpatterns = [
+    path("datasets/", apis.DatasetCollectionApi.as_view(), name="datasets"),
+    path("datasets/<str:name>/", apis.DatasetDetailApi.as_view(), name="dataset-detail"),
+    path("datasets/<str:name>/preview/", apis.DatasetPreviewApi.as_view(), name="dataset-preview"),
+    path("datasets/<str:name>/download/", apis.DatasetDownloadApi.as_view(), name="dataset-download"),
+    path("generation-jobs/", apis.GenerationJobCollectionApi.as_view(), name="generation-jobs"),
+    path(
+        "generation-jobs/<str:job_id>/", apis.GenerationJobDetailApi.as_view(), name="generation-job-detail"
+    ),
+    path(
+        "generation-jobs/<str:job_id>/cancel/",
+        apis.GenerationJobCancelApi.as_view(),
+        name="generation-job-cancel",
+    ),
+    path(
+        "generation-jobs/<str:job_id>/resume/",
+        apis.GenerationJobResumeApi.as_view(),
+        name="generation-job-resume",
+    ),
+    path(
+        "generation-jobs/<str:job_id>/events/",
+        apis.GenerationJobEventsApi.as_view(),
+        name="generation-job-events",
+    ),
+    path(
+        "generation-jobs/<str:job_id>/events/stream/",
+        apis.GenerationJobEventStreamApi.as_view(),
+        name="generation-job-event-stream",
+    ),
+]

@@ -1,0 +1,165 @@
+"""Django settings. Every value from the environment comes through control_plane.config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from control_plane.config import load_config, secret_key
+
+CONFIG = load_config()
+BASE_DIR = Path(__file__).resolve().parent
+
+# --- synthtune ----------------------------------------------------------------
+SYNTHTUNE_DATA_ROOT: Path = CONFIG.data_root.resolve()
+SYNTHTUNE_GRPC_TOKEN = CONFIG.grpc_token
+SYNTHTUNE_GRPC_TLS_CA = CONFIG.grpc_tls_ca
+SYNTHTUNE_GRPC_TIMEOUT_S = CONFIG.grpc_timeout_s
+SYNTHTUNE_DATAGEN_ADDR = CONFIG.datagen_addr
+SYNTHTUNE_WORKER_POLL_S = CONFIG.worker_poll_s
+SYNTHTUNE_WORKER_BACKOFF_MAX_S = CONFIG.worker_backoff_max_s
+# The worker follows these; later apps (runs, deployments) append theirs.
+SYNTHTUNE_WORKER_FOLLOWERS = ["control_plane.datasets.worker.GenerationFollower"]
+# Server-Sent Events: how often a stream looks for new events (one indexed query), and
+# how long one response lasts before the browser reconnects (Last-Event-ID: nothing lost).
+SYNTHTUNE_SSE_POLL_S = CONFIG.sse_poll_s
+SYNTHTUNE_SSE_MAX_S = 25.0
+SYNTHTUNE_PREVIEW_MAX_ROWS = 100
+SYNTHTUNE_UPLOAD_MAX_BYTES = 256 * 1024 * 1024
+
+# --- Django -------------------------------------------------------------------
+SECRET_KEY = secret_key(CONFIG)
+DEBUG = CONFIG.debug
+ALLOWED_HOSTS = CONFIG.allowed_hosts_list
+CSRF_TRUSTED_ORIGINS = CONFIG.csrf_trusted_origins_list
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "control_plane.core",
+    "control_plane.datasets",
+]
+
+MIDDLEWARE = [
+    "control_plane.core.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Login everywhere by default; API views opt out because DRF answers 401/403 itself.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "control_plane.urls"
+WSGI_APPLICATION = "control_plane.wsgi.application"
+LOGIN_URL = "admin:login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict:
+    url = CONFIG.database_url
+    if not url:
+        SYNTHTUNE_DATA_ROOT.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{SYNTHTUNE_DATA_ROOT / 'control_plane.sqlite3'}"
+    database = dj_database_url.parse(url, conn_health_checks=True)
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        # The web process and the worker write at once: WAL lets readers go on while one
+        # writes, IMMEDIATE takes the write lock up front instead of failing mid-transaction.
+        database["OPTIONS"] = {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        # Tests get a file, not Django's in-memory default, so a real worker process
+        # (and threads) can share the test database.
+        if database["NAME"] != ":memory:":
+            name = Path(database["NAME"])
+            database["TEST"] = {"NAME": str(name.with_name(f"test-{name.name}"))}
+    else:
+        database["CONN_MAX_AGE"] = 60
+    return database
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = CONFIG.static_root
+# Serve app static files (admin, Swagger UI from the sidecar) without a collectstatic step.
+WHITENOISE_USE_FINDERS = True
+# JSON uploads carry the whole dataset in the body; multipart files stream to disk instead.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
+
+LOGGING_CONFIG = "control_plane.core.logging.configure"
+LOGGING = {"service": "control_plane", "level": CONFIG.log_level}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: its WWW-Authenticate header turns anonymous calls into 401, not 403.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "control_plane.core.parsers.StrictMultiPartParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "control_plane.core.exceptions.api_exception_handler",
+    # `?format=` is ours (download as instruction or chat), not DRF's renderer switch.
+    "URL_FORMAT_OVERRIDE": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "synthtune control plane",
+    "DESCRIPTION": "Datasets and generation jobs. Authenticate with `Authorization: Token <key>` "
+    "(create one with `python -m control_plane drf_create_token <user>`) or an admin session.",
+    "VERSION": "v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Offline: Swagger UI and ReDoc come from drf-spectacular-sidecar's static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}

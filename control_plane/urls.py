@@ -1,0 +1,26 @@
+"""URL map: /admin/ (staff), /api/v1/ (token or session), /api/schema/ and /api/docs/ (offline)."""
+
+from django.contrib import admin
+from django.contrib.auth.decorators import login_not_required
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from control_plane.core.api import RedocView, SchemaView, SwaggerView
+
+# Each app brings its own routes (and URL namespace); later: runs, adapters, deployments.
+api_v1 = [
+    path("", include("control_plane.datasets.urls")),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    # DRF answers anonymous calls to these with 401/403 itself (SERVE_PERMISSIONS).
+    path("api/schema/", login_not_required(SchemaView.as_view()), name="schema"),
+    path("api/docs/", login_not_required(SwaggerView.as_view(url_name="schema")), name="docs"),
+    path("api/redoc/", login_not_required(RedocView.as_view(url_name="schema")), name="redoc"),
+]
+
+handler404 = "control_plane.core.views.not_found"
+handler500 = "control_plane.core.views.server_error"

@@ -1,0 +1,102 @@
+"""A small client for the control plane's REST API, used by the demo and the CLI.
+
+Errors come back as ApiError carrying the API's one error body
+({"message", "code", "extra"}) and the HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import httpx
+
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str = "", extra: dict | None = None):
+        super().__init__(f"{status} {code}: {message}" if code else f"{status}: {message}")
+        self.status, self.message, self.code, self.extra = status, message, code, extra or {}
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    id: int
+    event: str
+    data: dict[str, Any]
+
+
+class Client:
+    """Token-authenticated calls to `base_url` (e.g. http://127.0.0.1:8000)."""
+
+    def __init__(self, base_url: str, *, token: str, timeout_s: float = 30.0):
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Token {token}"},
+            timeout=timeout_s,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs) -> Any:
+        try:
+            reply = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(503, f"control plane unreachable at {self._http.base_url}: {exc}") from exc
+        if reply.status_code >= 400:
+            try:
+                body = reply.json()
+            except ValueError:
+                body = {"message": reply.text[:500]}
+            raise ApiError(reply.status_code, body.get("message", ""), body.get("code", ""), body.get("extra"))
+        if reply.headers.get("content-type", "").startswith("application/json"):
+            return reply.json()
+        return reply.text
+
+    # --- datasets and generation ---------------------------------------------------
+
+    def generate_dataset(self, **fields: Any) -> dict:
+        return self.request("POST", "/api/v1/generation-jobs/", json=fields)
+
+    def generation_job(self, job_id: str) -> dict:
+        return self.request("GET", f"/api/v1/generation-jobs/{job_id}/")
+
+    def dataset(self, name: str) -> dict:
+        return self.request("GET", f"/api/v1/datasets/{name}/")
+
+    def preview(self, name: str, *, limit: int = 5) -> dict:
+        return self.request("GET", f"/api/v1/datasets/{name}/preview/", params={"limit": limit})
+
+    def stream_events(self, path: str, *, after_seq: int = 0) -> Iterator[SseEvent]:
+        """Follow a Server-Sent Events stream until the server closes it."""
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after_seq)}
+        with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30.0, read=None)) as reply:
+            if reply.status_code >= 400:
+                reply.read()
+                body = reply.json() if reply.headers.get("content-type", "").startswith("application/json") else {}
+                raise ApiError(reply.status_code, body.get("message", reply.text[:500]), body.get("code", ""))
+            yield from parse_sse(reply.iter_lines())
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
+    """Parse SSE lines into events; comments (keep-alives) are skipped."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in fields:
+                yield SseEvent(int(fields.get("id", 0) or 0), fields.get("event", "message"), json.loads(fields["data"]))
+            fields = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            # A multi-line data field is joined with newlines (SSE spec).
+            fields[key] = f"{fields[key]}\n{value}" if key == "data" and key in fields else value

@@ -1,0 +1,283 @@
+"""Datasets for a run: load and check the JSONL files, convert rows, split, and report.
+
+`prepare_data` is what runs before a run is queued (and again in the child, which
+trains on exactly what it reports):
+- each path must be a `.jsonl` file under `<data_root>/datasets/` (no '..', no
+  absolute path, no symlink out of the root), exist, and hold at least one row;
+  every line must be a valid record (synthtune.records), or the error lists the bad
+  lines;
+- rows become trl examples through synthtune.prompt_format.training_example, in
+  the format the tokenizer dictates ("chat" with a chat template, else "instruction");
+- a seeded, deterministic held-out split (`split_rows`);
+- a `DataReport`: rows, formats, token lengths against max_length, and how many rows
+  would be truncated (their end, and so the end token, cut off) or dropped (the
+  prompt alone fills max_length, so no answer token is left to learn).
+
+Token lengths are counted the way trl 1.16 tokenizes: the chat template with its
+`{% generation %}` mask for chat rows; `tokenizer(prompt + completion + eos)` for
+instruction rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthtune.errors import InvalidArgument
+from synthtune.paths import resolve_under
+from synthtune.prompt_format import PromptFormat, format_for_tokenizer, training_example
+from synthtune.records import row_format
+from trainer_svc.hyperparams import MIN_ROWS_FOR_EVAL
+
+DATASETS_DIR = "datasets"
+SUFFIX = ".jsonl"
+_REPORTED_LINE_ERRORS = 5
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """One dataset file as read: its path relative to the data root, and what it held."""
+
+    path: str
+    sha256: str
+    rows: int
+    format: str  # "instruction", "chat" or "mixed"
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class LengthStats:
+    min: int
+    mean: float
+    p50: int
+    p95: int
+    max: int
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """What a run would train on. `truncated_rows` includes `dropped_rows`."""
+
+    prompt_format: PromptFormat
+    datasets: tuple[DatasetFile, ...]
+    rows: int
+    train_rows: int
+    eval_rows: int
+    max_length: int
+    token_lengths: LengthStats
+    truncated_rows: int
+    dropped_rows: int
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["datasets"] = [asdict(d) for d in self.datasets]
+        data["warnings"] = list(self.warnings)
+        return data
+
+
+@dataclass
+class PreparedData:
+    report: DataReport
+    train: list[dict] = field(default_factory=list)  # trl examples: {"messages"} or {"prompt","completion"}
+    eval: list[dict] = field(default_factory=list)
+
+
+def dataset_path(data_root: Path, relative: str) -> Path:
+    """The file behind `relative`, checked: under datasets/, a .jsonl file that exists."""
+    path = resolve_under(data_root, relative, field="datasets")
+    datasets_dir = (data_root.resolve() / DATASETS_DIR)
+    if datasets_dir not in path.parents:
+        raise InvalidArgument(
+            f"dataset {relative!r} must be a file under {DATASETS_DIR}/, such as '{DATASETS_DIR}/faq{SUFFIX}'.",
+            field="datasets",
+        )
+    if path.suffix != SUFFIX:
+        raise InvalidArgument(f"dataset {relative!r} must be a {SUFFIX} file.", field="datasets")
+    if not path.is_file():
+        raise InvalidArgument(f"dataset {relative!r} does not exist.", field="datasets",
+                              extra={"reason": "unknown_dataset"})
+    return path
+
+
+def load_dataset_file(data_root: Path, relative: str) -> tuple[DatasetFile, list[dict]]:
+    """Read one dataset: every line validated, rows parsed, sha256 of the bytes read."""
+    path = dataset_path(data_root, relative)
+    data = path.read_bytes()
+    rows: list[dict] = []
+    formats: set[str] = set()
+    errors: list[str] = []
+    error_count = 0
+    for number, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+            formats.add(row_format(row))
+            rows.append(row)
+        except json.JSONDecodeError as exc:
+            error_count += 1
+            errors.append(f"line {number}: not valid JSON ({exc.msg})")
+        except ValueError as exc:
+            error_count += 1
+            errors.append(f"line {number}: {exc}")
+    if error_count:
+        raise InvalidArgument(
+            f"dataset {relative!r} has {error_count} bad line(s): {'; '.join(errors[:_REPORTED_LINE_ERRORS])}",
+            field="datasets",
+            extra={"dataset": relative, "errors": errors[:20]},
+        )
+    if not rows:
+        raise InvalidArgument(f"dataset {relative!r} is empty: it holds no rows.", field="datasets",
+                              extra={"reason": "empty_dataset"})
+    fmt = next(iter(formats)) if len(formats) == 1 else "mixed"
+    info = DatasetFile(relative, hashlib.sha256(data).hexdigest(), len(rows), fmt, len(data))
+    return info, rows
+
+
+def split_rows(rows: list, eval_fraction: float, seed: int) -> tuple[list, list]:
+    """(train, eval): a seeded shuffle picks the eval rows; both keep the file order.
+
+    No eval rows when eval_fraction is 0 or there are fewer than MIN_ROWS_FOR_EVAL rows;
+    otherwise round(n * eval_fraction) rows, at least 1.
+    """
+    n = len(rows)
+    if eval_fraction <= 0 or n < MIN_ROWS_FOR_EVAL:
+        return list(rows), []
+    n_eval = max(1, round(n * eval_fraction))
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    held_out = set(order[:n_eval])
+    train = [row for i, row in enumerate(rows) if i not in held_out]
+    evaluation = [row for i, row in enumerate(rows) if i in held_out]
+    return train, evaluation
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def training_chat_template(tokenizer: Any) -> str | None:
+    """The template trl will train chat rows with (None: the tokenizer's own), checked to train the end token.
+
+    trl swaps in a training version of known templates that lack `{% generation %}`
+    markers (Phi-3's own, for one). Anything else cannot give assistant-only loss, and a
+    template whose end-of-turn token falls outside the mask would train a model that
+    never stops: both are refused.
+    """
+    from trl.chat_template_utils import (
+        get_training_chat_template,
+        has_generation_markers,
+        is_chat_template_stop_token_trained,
+    )
+
+    template = None
+    if not has_generation_markers(tokenizer.chat_template):
+        try:
+            template = get_training_chat_template(tokenizer)
+        except ValueError as exc:
+            raise InvalidArgument(
+                "the base model's chat template has no {% generation %} markers and trl has no training "
+                f"version of it, so assistant-only loss is impossible ({exc})",
+                field="base_model_id",
+            ) from exc
+    if not is_chat_template_stop_token_trained(tokenizer, chat_template=template):
+        raise InvalidArgument(
+            "the base model's chat template leaves the assistant's end-of-turn token out of the loss mask: "
+            "a model trained with it would not learn to stop.",
+            field="base_model_id",
+        )
+    return template
+
+
+def prepare_data(
+    data_root: Path,
+    datasets: list[str],
+    tokenizer: Any,
+    *,
+    max_length: int,
+    eval_fraction: float,
+    seed: int,
+) -> PreparedData:
+    """Load, convert, split and measure; raise InvalidArgument for anything a run cannot train on."""
+    fmt = format_for_tokenizer(tokenizer)
+    chat_template = training_chat_template(tokenizer) if fmt == "chat" else None
+    if fmt == "instruction" and not tokenizer.eos_token:
+        raise InvalidArgument("the base model's tokenizer has no eos token to end answers with.",
+                              field="base_model_id")
+    files: list[DatasetFile] = []
+    examples: list[dict] = []
+    for relative in datasets:
+        info, rows = load_dataset_file(data_root, relative)
+        files.append(info)
+        examples.extend(training_example(row, fmt) for row in rows)
+    lengths, dropped = [], []
+    for example in examples:
+        total, answer_starts_at = _token_lengths(tokenizer, example, fmt, chat_template)
+        lengths.append(total)
+        dropped.append(answer_starts_at >= max_length)
+    truncated = sum(length > max_length for length in lengths)
+    dropped_count = sum(dropped)
+    if dropped_count == len(examples):
+        raise InvalidArgument(
+            f"max_length={max_length} is too short for every row: each prompt alone fills it, so no answer "
+            f"token is left to learn (the shortest row has {min(lengths)} tokens).",
+            field="max_length",
+        )
+    # Rows trl would drop are left out here, so the report's counts are what trains.
+    kept = [example for example, gone in zip(examples, dropped) if not gone]
+    train, evaluation = split_rows(kept, eval_fraction, seed)
+    warnings = []
+    if truncated:
+        warnings.append(
+            f"{truncated} of {len(examples)} rows are longer than max_length={max_length} tokens and will be "
+            "cut from the end, end token included (longest: "
+            f"{max(lengths)} tokens); raise max_length or shorten them."
+        )
+    if dropped_count:
+        warnings.append(f"{dropped_count} rows are left out: their prompt alone fills max_length={max_length}.")
+    if eval_fraction > 0 and not evaluation:
+        warnings.append(
+            f"no held-out eval split: {len(kept)} rows, fewer than the {MIN_ROWS_FOR_EVAL} an eval split needs."
+        )
+    report = DataReport(
+        prompt_format=fmt,
+        datasets=tuple(files),
+        rows=len(examples),
+        train_rows=len(train),
+        eval_rows=len(evaluation),
+        max_length=max_length,
+        token_lengths=_stats(lengths),
+        truncated_rows=truncated,
+        dropped_rows=dropped_count,
+        warnings=tuple(warnings),
+    )
+    return PreparedData(report, train, evaluation)
+
+
+def _token_lengths(tokenizer: Any, example: dict, fmt: str, chat_template: str | None) -> tuple[int, int]:
+    """(tokens of the whole row, index of its first loss token)."""
+    if fmt == "chat":
+        out = tokenizer.apply_chat_template(
+            example["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
+            chat_template=chat_template,
+        )
+        mask = out["assistant_masks"]
+        return len(out["input_ids"]), (mask.index(1) if 1 in mask else len(mask))
+    prompt_ids = tokenizer(example["prompt"])["input_ids"]
+    full_ids = tokenizer(example["prompt"] + example["completion"] + tokenizer.eos_token)["input_ids"]
+    return len(full_ids), len(prompt_ids)
+
+
+def _stats(lengths: list[int]) -> LengthStats:
+    ordered = sorted(lengths)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return LengthStats(ordered[0], round(statistics.fmean(ordered), 1), int(statistics.median_low(ordered)),
+                       p95, ordered[-1])

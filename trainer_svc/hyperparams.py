@@ -1,0 +1,529 @@
+"""Run configuration: what a fine-tune may ask for, its per-device defaults, and validation.
+
+One config dataclass per concern (as in trl's scripts/sft.py), every field documented:
+- `LoraOptions`: the adapter (rank, alpha, dropout, target modules);
+- `TrainingOptions`: the optimisation and data settings;
+- `DeviceOptions`: where and in which precision to train;
+- `RunConfig`: one run: ids, base model, datasets, and the three above.
+
+Any field left `None` takes its per-device default (the old app's strategy):
+
+    device  precision          4-bit QLoRA                  r   alpha  dropout  grad accum
+    cuda    bfloat16           on when bitsandbytes imports  16  32     0.1      1
+    mps     float16            never                         8   16     0.05     2
+    cpu     float32            never                         8   16     0.05     2
+
+`resolve(config)` validates every value and returns a `ResolvedConfig` with no
+`None` left. It reads the base model's config.json (never its weights), so
+impossible settings (a max_length above the model's maximum, a rank above its
+hidden size, ...) are refused before a run is queued. Every refusal is an
+`InvalidArgument` that names the field and says what would be accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from synthtune.errors import InvalidArgument
+from synthtune.paths import validate_name
+
+DEFAULT_BASE_MODEL_ID = "microsoft/Phi-3-mini-4k-instruct"
+
+DeviceKind = Literal["cuda", "mps", "cpu"]
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cuda", "mps", "cpu")
+LR_SCHEDULERS: tuple[str, ...] = ("linear", "cosine", "constant", "constant_with_warmup")
+
+# Limits that separate "unusual" from "a typo". Each is named in the error message.
+MAX_EPOCHS = 100
+MAX_LEARNING_RATE = 1.0
+MAX_BATCH_SIZE = 1024
+MAX_GRAD_ACCUM = 1024
+MIN_MAX_LENGTH = 16
+MAX_RANK = 1024
+MAX_ALPHA = 10_000.0
+MAX_EVAL_FRACTION = 0.5  # exclusive
+MIN_ROWS_FOR_EVAL = 20  # fewer rows than this: no held-out split, every row trains
+MAX_SEED = 2**32 - 1
+
+_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+# config.json keys that hold a model's context length, most common first.
+_MAX_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+@dataclass(frozen=True)
+class DeviceDefaults:
+    """The old app's per-device defaults (README "Fine-Tuning Details")."""
+
+    dtype: str
+    lora_r: int
+    lora_dropout: float
+    epochs: float
+    batch_size: int
+    gradient_accumulation_steps: int
+    max_length: int
+    gradient_checkpointing: bool
+
+
+DEVICE_DEFAULTS: dict[str, DeviceDefaults] = {
+    # Checkpointing trades ~30% speed for memory: worth it on a GPU with a 3.8B model, not on a CPU.
+    "cuda": DeviceDefaults("bfloat16", 16, 0.1, 3.0, 4, 1, 512, True),
+    "mps": DeviceDefaults("float16", 8, 0.05, 3.0, 2, 2, 512, False),
+    "cpu": DeviceDefaults("float32", 8, 0.05, 3.0, 2, 2, 512, False),
+}
+
+
+@dataclass
+class LoraOptions:
+    """The LoRA adapter.
+
+    Parameters:
+        r: rank of the update matrices. `None`: 16 on CUDA, 8 on CPU/MPS. At most the
+            model's hidden size (and 1024).
+        alpha: scaling numerator (the update is scaled by alpha / r), in (0, 10000].
+            `None`: 2 * r (32 on CUDA, 16 on CPU/MPS with their default ranks).
+        dropout: dropout on the LoRA input, in [0, 1). `None`: 0.1 on CUDA, 0.05 on CPU/MPS.
+        target_modules: which linear layers get an adapter. "auto": the architecture's
+            table in trainer_svc.lora_targets, or every linear layer for other
+            architectures; "all-linear": every linear layer but the output head; or a list
+            of module names (leaf names such as "qkv_proj" or full dotted names). A list
+            must cover every linear layer of the decoder; one that matches nothing, or only
+            part of it, is refused (see lora_targets).
+    """
+
+    r: int | None = None
+    alpha: float | None = None
+    dropout: float | None = None
+    target_modules: str | list[str] = "auto"
+
+
+@dataclass
+class TrainingOptions:
+    """Optimisation and data settings.
+
+    Parameters:
+        epochs: passes over the training rows, in (0, 100]; fractions allowed. `None`: 3.
+        learning_rate: peak AdamW learning rate, in (0, 1]. LoRA usually wants 1e-4 to 1e-3.
+        batch_size: sequences per device per micro-step, 1..1024. With packing, a
+            "sequence" is a bin of up to max_length tokens holding several rows.
+            `None`: 4 on CUDA, 2 on CPU/MPS.
+        gradient_accumulation_steps: micro-steps per optimizer step, 1..1024.
+            `None`: 1 on CUDA, 2 on CPU/MPS (the old app's values).
+        max_length: longest tokenized row (prompt + answer + end token); longer rows are
+            cut from the end (the validation report counts them). At least 16, at most the
+            model's context length from its config.json. `None`: 512.
+        eval_fraction: share of rows held out for the per-epoch eval loss, in [0, 0.5).
+            The split is deterministic (seeded). With fewer than 20 rows nothing is held out.
+        packing: True (default): rows are packed best-fit-decreasing into bins of
+            max_length tokens and trained padding-free (trl packing="bfd"), with
+            position ids resetting per row so rows never attend to each other. False: the
+            old app's padded batches (each batch padded to its longest row).
+        seed: seeds the split, the adapter's initialisation and the data order, 0..2**32-1.
+        warmup_ratio: share of the steps spent warming the learning rate up, in [0, 1).
+        lr_scheduler: "linear", "cosine", "constant" or "constant_with_warmup".
+        gradient_checkpointing: recompute activations in the backward pass to save memory.
+            `None`: on for CUDA, off for CPU/MPS.
+        merge_full_model: also export the base model with the adapter merged in, under
+            `<adapter>/merged/` (full size: 7.6 GB for Phi-3-mini in bf16).
+    """
+
+    epochs: float | None = None
+    learning_rate: float = 2e-4
+    batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    max_length: int | None = None
+    eval_fraction: float = 0.1
+    packing: bool = True
+    seed: int = 42
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "linear"
+    gradient_checkpointing: bool | None = None
+    merge_full_model: bool = False
+
+
+@dataclass
+class DeviceOptions:
+    """Where to train.
+
+    Parameters:
+        device: "auto" (CUDA, else MPS, else CPU), "cuda", "mps" or "cpu". Naming a
+            device this machine lacks is refused.
+        quantize_4bit: load the base model in 4-bit NF4 through bitsandbytes (QLoRA).
+            `None`: on for CUDA when bitsandbytes imports, else off. Only on CUDA.
+    """
+
+    device: str = "auto"
+    quantize_4bit: bool | None = None
+
+
+@dataclass
+class RunConfig:
+    """One fine-tuning run, as the service stores it in the run folder and the child reads it.
+
+    Parameters:
+        run_id: the run's id, a plain name (letters, digits, '.', '-', '_').
+        data_root: the data root holding datasets/, runs/ and adapters/.
+        datasets: dataset files relative to the data root, such as "datasets/faq.jsonl".
+        base_model_id: the canonical id recorded in the adapter (adapter_config.json and
+            manifest), such as "microsoft/Phi-3-mini-4k-instruct". vLLM checks it against
+            the model it serves.
+        base_model_path: the local folder to load the base model from. `None`: the
+            Hugging Face cache entry of base_model_id (offline; nothing is downloaded).
+        adapter_name: stem of the exported folder, adapters/<stem>-v<N>. `None`:
+            "<last part of base_model_id>-lora".
+        lora, training, device: see their classes.
+    """
+
+    run_id: str
+    data_root: str
+    datasets: list[str]
+    base_model_id: str = DEFAULT_BASE_MODEL_ID
+    base_model_path: str | None = None
+    adapter_name: str | None = None
+    lora: LoraOptions = field(default_factory=LoraOptions)
+    training: TrainingOptions = field(default_factory=TrainingOptions)
+    device: DeviceOptions = field(default_factory=DeviceOptions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """Build from JSON-like data; unknown fields are refused (a typo must not pass silently)."""
+        if not isinstance(data, dict):
+            raise InvalidArgument("the run config must be an object.", field="config")
+        data = dict(data)
+        parts = {"lora": LoraOptions, "training": TrainingOptions, "device": DeviceOptions}
+        for key, klass in parts.items():
+            value = data.get(key)
+            if value is None:
+                data.pop(key, None)
+            elif isinstance(value, dict):
+                data[key] = _build(klass, value, prefix=f"{key}.")
+            elif not isinstance(value, klass):
+                raise InvalidArgument(f"{key} must be an object.", field=key)
+        return _build(cls, data, prefix="")
+
+
+def _build(klass, data: dict[str, Any], *, prefix: str):
+    names = {f.name for f in dataclasses.fields(klass)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InvalidArgument(
+            f"unknown field(s) {', '.join(prefix + u for u in unknown)}; known: {', '.join(sorted(names))}.",
+            field=prefix + unknown[0],
+        )
+    try:
+        return klass(**data)
+    except TypeError as exc:  # a required field is missing
+        raise InvalidArgument(f"{prefix.rstrip('.') or 'config'}: {exc}", field=prefix.rstrip(".") or "config")
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """The device strategy a run uses. `dtype` is the base model's load precision."""
+
+    kind: DeviceKind
+    dtype: str  # "float32" | "bfloat16" | "float16"
+    quantize_4bit: bool
+
+    @property
+    def use_cpu(self) -> bool:
+        return self.kind == "cpu"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What config.json says about the base model (read without loading weights)."""
+
+    path: Path
+    architecture: str
+    model_type: str
+    max_positions: int | None
+    hidden_size: int | None
+
+
+@dataclass(frozen=True)
+class ResolvedLora:
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: str | tuple[str, ...]  # as requested; lora_targets turns it into module names
+
+
+@dataclass(frozen=True)
+class ResolvedTraining:
+    epochs: float
+    learning_rate: float
+    batch_size: int
+    gradient_accumulation_steps: int
+    max_length: int
+    eval_fraction: float
+    packing: bool
+    seed: int
+    warmup_ratio: float
+    lr_scheduler: str
+    gradient_checkpointing: bool
+    merge_full_model: bool
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A validated run config with every default filled in."""
+
+    run: RunConfig
+    data_root: Path
+    model: ModelInfo
+    device: DevicePlan
+    lora: ResolvedLora
+    training: ResolvedTraining
+    adapter_stem: str
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The values training used, for the manifest and the run folder."""
+        lora = dataclasses.asdict(self.lora)
+        if isinstance(self.lora.target_modules, tuple):
+            lora["target_modules"] = list(self.lora.target_modules)
+        return {
+            "lora": lora,
+            "training": dataclasses.asdict(self.training),
+            "device": {"kind": self.device.kind, "dtype": self.device.dtype, "quantize_4bit": self.device.quantize_4bit},
+        }
+
+
+def resolve(config: RunConfig, *, available_devices: tuple[str, ...] | None = None) -> ResolvedConfig:
+    """Validate `config` and fill in per-device defaults; raise InvalidArgument naming the first bad field.
+
+    Reads the base model's config.json but loads no weights. `available_devices`
+    (for tests) replaces probing torch for CUDA and MPS.
+    """
+    validate_name(config.run_id, field="run_id")
+    data_root = _data_root(config.data_root)
+    _validate_dataset_list(config.datasets)
+    model = locate_model(config.base_model_id, config.base_model_path)
+    device = _device_plan(config.device, available_devices or detect_devices())
+    defaults = DEVICE_DEFAULTS[device.kind]
+    lora = _resolve_lora(config.lora, defaults, model)
+    training = _resolve_training(config.training, defaults, model)
+    stem = config.adapter_name or f"{config.base_model_id.rsplit('/', 1)[-1]}-lora"
+    validate_name(stem, field="adapter_name")
+    if len(stem) > 100:  # room for the "-v<N>" suffix within 128 characters
+        raise InvalidArgument("adapter_name must be at most 100 characters.", field="adapter_name")
+    return ResolvedConfig(config, data_root, model, device, lora, training, stem)
+
+
+def detect_devices() -> tuple[str, ...]:
+    """The devices torch can use here, best first; "cpu" is always last."""
+    import torch
+
+    found = []
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    found.append("cpu")
+    return tuple(found)
+
+
+def bitsandbytes_available() -> bool:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception:  # ImportError, or a broken CUDA setup raising at import
+        return False
+    return True
+
+
+def locate_model(base_model_id: str, base_model_path: str | None) -> ModelInfo:
+    """Find the base model's folder and read its config.json; nothing is downloaded."""
+    if not isinstance(base_model_id, str) or not _MODEL_ID_RE.match(base_model_id) or ".." in base_model_id:
+        raise InvalidArgument(
+            f"base_model_id {base_model_id!r} must look like 'org/name' or 'name' "
+            "(letters, digits, '.', '-', '_').",
+            field="base_model_id",
+        )
+    if base_model_path:
+        folder = Path(base_model_path)
+        if not (folder / "config.json").is_file():
+            raise InvalidArgument(
+                f"base_model_path {base_model_path!r} is not a model folder (no config.json there).",
+                field="base_model_path",
+            )
+    else:
+        folder = _cached_snapshot(base_model_id)
+    return read_model_info(folder)
+
+
+def _cached_snapshot(model_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception as exc:  # LocalEntryNotFoundError and friends: nothing cached
+        raise InvalidArgument(
+            f"base model {model_id!r} is not available locally ({type(exc).__name__}); "
+            "download it into the Hugging Face cache or give base_model_path.",
+            field="base_model_id",
+        ) from exc
+
+
+def read_model_info(folder: Path) -> ModelInfo:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(f"{folder}/config.json cannot be read: {exc}", field="base_model_path") from exc
+    architectures = config.get("architectures") or []
+    architecture = architectures[0] if architectures else ""
+    if not architecture.endswith("ForCausalLM"):
+        raise InvalidArgument(
+            f"the base model is a {architecture or 'model without an architecture'}; "
+            "fine-tuning needs a causal language model (…ForCausalLM).",
+            field="base_model_id",
+        )
+    max_positions = next((config[k] for k in _MAX_POSITION_KEYS if isinstance(config.get(k), int)), None)
+    hidden = config.get("hidden_size") if isinstance(config.get("hidden_size"), int) else None
+    return ModelInfo(folder, architecture, str(config.get("model_type", "")), max_positions, hidden)
+
+
+def _data_root(value: str) -> Path:
+    if not value:
+        raise InvalidArgument("data_root is required.", field="data_root")
+    root = Path(value)
+    if not root.is_dir():
+        raise InvalidArgument(f"data_root {value!r} is not a folder.", field="data_root")
+    return root
+
+
+def _validate_dataset_list(datasets: list[str]) -> None:
+    if not isinstance(datasets, list) or not datasets:
+        raise InvalidArgument("datasets must list at least one dataset file.", field="datasets")
+    if not all(isinstance(d, str) for d in datasets):
+        raise InvalidArgument("datasets must be a list of relative paths.", field="datasets")
+    if len(set(datasets)) != len(datasets):
+        raise InvalidArgument("datasets lists the same file twice.", field="datasets")
+
+
+def _device_plan(options: DeviceOptions, available: tuple[str, ...]) -> DevicePlan:
+    if options.device not in DEVICE_CHOICES:
+        raise InvalidArgument(
+            f"device must be one of {', '.join(DEVICE_CHOICES)}, not {options.device!r}.", field="device"
+        )
+    kind = available[0] if options.device == "auto" else options.device
+    if kind not in available:
+        raise InvalidArgument(
+            f"device {kind!r} is not available here (available: {', '.join(available)}).", field="device"
+        )
+    quantize = options.quantize_4bit
+    if quantize and kind != "cuda":
+        raise InvalidArgument(
+            f"quantize_4bit (QLoRA) needs a CUDA device; this run trains on {kind}.", field="quantize_4bit"
+        )
+    if quantize and not bitsandbytes_available():
+        raise InvalidArgument("quantize_4bit needs bitsandbytes, which does not import here.", field="quantize_4bit")
+    if quantize is None:
+        quantize = kind == "cuda" and bitsandbytes_available()
+    dtype = DEVICE_DEFAULTS[kind].dtype
+    if kind == "cuda":
+        import torch
+
+        if not torch.cuda.is_bf16_supported():  # pre-Ampere GPUs
+            dtype = "float16"
+    return DevicePlan(kind, dtype, bool(quantize))  # type: ignore[arg-type]
+
+
+def _resolve_lora(options: LoraOptions, defaults: DeviceDefaults, model: ModelInfo) -> ResolvedLora:
+    r = defaults.lora_r if options.r is None else options.r
+    _check_int("r", r, 1, MAX_RANK, hint="ranks of 8 to 64 are usual")
+    if model.hidden_size is not None and r > model.hidden_size:
+        raise InvalidArgument(
+            f"r={r} exceeds the model's hidden size ({model.hidden_size}); a LoRA rank above it adds nothing.",
+            field="r",
+        )
+    # The defaults keep alpha = 2 * r (the old app's 32/16 for ranks 16/8), also for a rank given alone.
+    alpha = 2.0 * r if options.alpha is None else options.alpha
+    _check_float("alpha", alpha, low=0.0, high=MAX_ALPHA, low_open=True, hint="alpha is usually r or 2*r")
+    dropout = defaults.lora_dropout if options.dropout is None else options.dropout
+    _check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
+    targets = options.target_modules
+    if isinstance(targets, str):
+        if not targets.strip():
+            raise InvalidArgument("target_modules must be 'auto', 'all-linear' or a list of names.",
+                                  field="target_modules")
+        resolved_targets: str | tuple[str, ...] = targets.strip()
+    elif isinstance(targets, (list, tuple)) and targets and all(isinstance(t, str) and t.strip() for t in targets):
+        resolved_targets = tuple(t.strip() for t in targets)
+    else:
+        raise InvalidArgument(
+            "target_modules must be 'auto', 'all-linear' or a non-empty list of module names.",
+            field="target_modules",
+        )
+    return ResolvedLora(r, alpha, float(dropout), resolved_targets)
+
+
+def _resolve_training(options: TrainingOptions, defaults: DeviceDefaults, model: ModelInfo) -> ResolvedTraining:
+    epochs = defaults.epochs if options.epochs is None else options.epochs
+    _check_float("epochs", epochs, low=0.0, high=float(MAX_EPOCHS), low_open=True,
+                 hint="1 to 5 epochs are usual for LoRA")
+    lr = options.learning_rate
+    _check_float("learning_rate", lr, low=0.0, high=MAX_LEARNING_RATE, low_open=True,
+                 hint="LoRA usually wants 1e-4 to 1e-3")
+    batch = defaults.batch_size if options.batch_size is None else options.batch_size
+    _check_int("batch_size", batch, 1, MAX_BATCH_SIZE)
+    accum = defaults.gradient_accumulation_steps if options.gradient_accumulation_steps is None \
+        else options.gradient_accumulation_steps
+    _check_int("gradient_accumulation_steps", accum, 1, MAX_GRAD_ACCUM)
+    max_length = defaults.max_length if options.max_length is None else options.max_length
+    upper = model.max_positions or 1_000_000
+    _check_int("max_length", max_length, MIN_MAX_LENGTH, upper)
+    _check_float("eval_fraction", options.eval_fraction, low=0.0, high=MAX_EVAL_FRACTION, high_open=True,
+                 hint="0.1 holds out 10% of the rows; 0 turns the eval split off")
+    _check_bool("packing", options.packing)
+    _check_int("seed", options.seed, 0, MAX_SEED)
+    _check_float("warmup_ratio", options.warmup_ratio, low=0.0, high=1.0, high_open=True)
+    if options.lr_scheduler not in LR_SCHEDULERS:
+        raise InvalidArgument(
+            f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, not {options.lr_scheduler!r}.",
+            field="lr_scheduler",
+        )
+    checkpointing = defaults.gradient_checkpointing if options.gradient_checkpointing is None \
+        else options.gradient_checkpointing
+    _check_bool("gradient_checkpointing", checkpointing)
+    _check_bool("merge_full_model", options.merge_full_model)
+    return ResolvedTraining(
+        epochs=float(epochs), learning_rate=float(lr), batch_size=batch, gradient_accumulation_steps=accum,
+        max_length=max_length, eval_fraction=float(options.eval_fraction), packing=options.packing,
+        seed=options.seed, warmup_ratio=float(options.warmup_ratio), lr_scheduler=options.lr_scheduler,
+        gradient_checkpointing=checkpointing, merge_full_model=options.merge_full_model,
+    )
+
+
+def _check_int(name: str, value: Any, low: int, high: int, *, hint: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{name} must be a whole number, not {value!r}.", field=name)
+    if not low <= value <= high:
+        where = "the model's context length" if name == "max_length" and high != 1_000_000 else ""
+        limit = f"{high} ({where})" if where else str(high)
+        message = f"{name}={value} is out of range: it must be between {low} and {limit}."
+        raise InvalidArgument(f"{message} {hint.capitalize()}." if hint else message, field=name)
+
+
+def _check_float(name: str, value: Any, *, low: float, high: float, low_open: bool = False,
+                 high_open: bool = False, hint: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidArgument(f"{name} must be a finite number, not {value!r}.", field=name)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        message = f"{name}={value:g} is out of range: it must be in {interval}."
+        raise InvalidArgument(f"{message} {hint.capitalize()}." if hint else message, field=name)
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be true or false, not {value!r}.", field=name)

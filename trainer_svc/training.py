@@ -1,0 +1,534 @@
+"""One fine-tuning run: trl SFTTrainer + a peft LoRA adapter, then the export.
+
+`main(config, on_event=..., should_stop=...)` is the single implementation: the
+service runs it in a child process per run, and `python -m trainer_svc.training
+--config run.json` runs it from a shell. `validate_run(config)` is everything that
+can be checked before a run is queued, without loading any weights.
+
+How the prompt format decides the loss (synthtune.prompt_format):
+- "chat" (the tokenizer has a chat template): rows are {"messages"}; trl's
+  assistant_only_loss masks all but the assistant's tokens, and the template's
+  `{% generation %}` block includes the end-of-turn token, so the model learns to stop
+  (dataset_prep refuses a template that would not train it);
+- "instruction" (no template): rows are {"prompt", "completion"}; completion-only loss,
+  and trl appends the eos token to every completion, so the model learns to stop.
+
+Events, passed to `on_event` as JSON-ready dicts, each with "type" and "time" (unix s):
+    {"type": "log", "level": "info"|"warning", "message": str}
+    {"type": "validated", "prompt_format", "data": DataReport.to_dict(), "hyperparameters",
+     "target_modules": [...], "linear_layers": int}
+    {"type": "started", "max_steps", "epochs", "train_rows", "eval_rows", "device", "dtype",
+     "quantize_4bit", "packing", "wrapped_modules", "trainable_params", "total_params"}
+    {"type": "step", "step", "max_steps", "epoch", "loss", "learning_rate", "grad_norm",
+     "tokens_per_s", "eta_s", "num_tokens", "mean_token_accuracy", "elapsed_s"}   (every optimizer step)
+    {"type": "eval", "step", "max_steps", "epoch", "eval_loss", "eval_mean_token_accuracy", "runtime_s"}
+                                                                                    (every epoch, with eval rows)
+    {"type": "cancelled", "step", "max_steps", "epoch"}
+    {"type": "exported", "name", "path" (relative to the data root), "weights_sha256", "manifest"}
+    {"type": "finished", "status": "succeeded"|"cancelled", "metrics": {...}}
+A failure raises instead (a SynthtuneError for bad input, anything else for a crash);
+the caller reports it.
+
+Cancel: `should_stop()` is polled after every micro-batch and optimizer step; once it
+returns true training stops within that step, the per-epoch eval is skipped, and
+NOTHING is exported: a partial adapter is discarded, never published to adapters/,
+because the proxy would serve it as if it were a finished model, and its manifest
+would claim metrics of a run that did not end. The trainer's scratch folder
+(runs/<run_id>/scratch) is removed in every case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+from synthtune.errors import SynthtuneError
+from trainer_svc.dataset_prep import DataReport, PreparedData, load_tokenizer, prepare_data
+from trainer_svc.export import ExportResult, Lineage, export_adapter
+from trainer_svc.hyperparams import ResolvedConfig, RunConfig, resolve
+from trainer_svc.lora_targets import TargetPlan, assert_wrapped, resolve_targets
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+OnEvent = Callable[[Event], None]
+PACKING_STRATEGY = "bfd"  # best-fit decreasing; trl trains it padding-free
+_FORWARDED_LOGGERS = ("transformers", "trl", "peft", "accelerate")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A validated run: its resolved settings, LoRA targets and data report."""
+
+    resolved: ResolvedConfig
+    targets: TargetPlan
+    report: DataReport
+
+    def hyperparameters(self) -> dict[str, Any]:
+        values = self.resolved.hyperparameters()
+        values["lora"]["target_modules"] = list(self.targets.target_modules)
+        values["lora"]["wrapped_modules"] = self.targets.expected_count
+        values["training"]["packing_strategy"] = PACKING_STRATEGY if self.resolved.training.packing else None
+        values["prompt_format"] = self.report.prompt_format
+        return values
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base_model": {"id": self.resolved.run.base_model_id, "architecture": self.resolved.model.architecture},
+            "hyperparameters": self.hyperparameters(),
+            "data": self.report.to_dict(),
+            "adapter_stem": self.resolved.adapter_stem,
+        }
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    status: Literal["succeeded", "cancelled"]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    export: ExportResult | None = None
+
+
+def validate_run(config: RunConfig | dict[str, Any]) -> RunPlan:
+    """Check everything a run needs before it is queued; raise InvalidArgument naming the field.
+
+    Reads config.json, the tokenizer and the datasets; builds the model on the meta
+    device to check the LoRA targets. Loads no weights. Takes a few seconds (imports).
+    """
+    plan, _, _ = _plan(config)
+    return plan
+
+
+def _plan(config: RunConfig | dict[str, Any]) -> tuple[RunPlan, Any, PreparedData]:
+    run = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    resolved = resolve(run)
+    targets = resolve_targets(resolved.lora.target_modules, resolved.model.path)
+    tokenizer = load_tokenizer(resolved.model.path)
+    prepared = prepare_data(
+        resolved.data_root,
+        run.datasets,
+        tokenizer,
+        max_length=resolved.training.max_length,
+        eval_fraction=resolved.training.eval_fraction,
+        seed=resolved.training.seed,
+    )
+    return RunPlan(resolved, targets, prepared.report), tokenizer, prepared
+
+
+def main(
+    config: RunConfig | dict[str, Any],
+    *,
+    on_event: OnEvent | None = None,
+    should_stop: Callable[[], bool] | threading.Event | None = None,
+) -> TrainResult:
+    """Validate, train, and export one run; see the module docstring for events and cancel."""
+    emit = _Emitter(on_event)
+    stop = _stop_predicate(should_stop)
+    with _forward_library_logs(emit):
+        emit.log("validating the run")
+        plan, tokenizer, prepared = _plan(config)
+        resolved = plan.resolved
+        emit({
+            "type": "validated",
+            "prompt_format": plan.report.prompt_format,
+            "data": plan.report.to_dict(),
+            "hyperparameters": plan.hyperparameters(),
+            "target_modules": list(plan.targets.target_modules),
+            "linear_layers": plan.targets.expected_count,
+        })
+        for warning in plan.report.warnings:
+            emit.log(warning, level="warning")
+        scratch = resolved.data_root / "runs" / resolved.run.run_id / "scratch"
+        try:
+            return _train_and_export(plan, tokenizer, prepared, scratch, emit, stop)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, scratch: Path,
+                      emit: "_Emitter", stop: Callable[[], bool]) -> TrainResult:
+    resolved = plan.resolved
+    device = resolved.device
+    if stop():
+        emit({"type": "cancelled", "step": 0, "max_steps": 0, "epoch": 0.0})
+        emit({"type": "finished", "status": "cancelled", "metrics": {}})
+        return TrainResult("cancelled")
+    emit.log(
+        f"loading {resolved.run.base_model_id} on {device.kind} ({device.dtype}"
+        f"{', 4-bit NF4' if device.quantize_4bit else ''})"
+    )
+    _seed_everything(resolved.training.seed)
+    model = _load_model(resolved)
+    callback = progress_callback(emit, stop)
+    trainer = _build_trainer(plan, model, tokenizer, prepared, scratch, callback)
+    wrapped = assert_wrapped(trainer.model, plan.targets)
+    trainable, total = _parameter_counts(trainer.model)
+    emit({
+        "type": "started",
+        "max_steps": _planned_steps(trainer),
+        "epochs": resolved.training.epochs,
+        "train_rows": plan.report.train_rows,
+        "eval_rows": plan.report.eval_rows,
+        "device": device.kind,
+        "dtype": device.dtype,
+        "quantize_4bit": device.quantize_4bit,
+        "packing": resolved.training.packing,
+        "wrapped_modules": wrapped,
+        "trainable_params": trainable,
+        "total_params": total,
+    })
+    output = trainer.train()
+    state = trainer.state
+    metrics = callback.summary()
+    metrics.update({
+        "train_loss": _number(output.training_loss),
+        "steps": state.global_step,
+        "max_steps": state.max_steps,
+        "epochs": _number(state.epoch),
+        "train_runtime_s": _number(output.metrics.get("train_runtime")),
+    })
+    if callback.cancelled:
+        emit({"type": "cancelled", "step": state.global_step, "max_steps": state.max_steps,
+              "epoch": _number(state.epoch)})
+        emit({"type": "finished", "status": "cancelled", "metrics": metrics})
+        return TrainResult("cancelled", metrics)
+    emit.log("exporting the adapter")
+    lineage = Lineage(
+        run_id=resolved.run.run_id,
+        base_model_id=resolved.run.base_model_id,
+        base_model_architecture=resolved.model.architecture,
+        prompt_format=plan.report.prompt_format,
+        datasets=[{"path": d.path, "sha256": d.sha256, "rows": d.rows, "format": d.format}
+                  for d in plan.report.datasets],
+        hyperparameters=plan.hyperparameters(),
+        metrics=metrics,
+    )
+    result = export_adapter(
+        trainer.model,
+        tokenizer,
+        data_root=resolved.data_root,
+        stem=resolved.adapter_stem,
+        lineage=lineage,
+        merge_from=resolved.model.path if resolved.training.merge_full_model else None,
+        merge_dtype=device.dtype,
+    )
+    emit({"type": "exported", "name": result.name, "path": result.relative_path,
+          "weights_sha256": result.weights_sha256, "manifest": result.manifest})
+    emit({"type": "finished", "status": "succeeded", "metrics": metrics})
+    return TrainResult("succeeded", metrics, result)
+
+
+def _load_model(resolved: ResolvedConfig) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = resolved.device
+    dtype = getattr(torch, device.dtype)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if device.quantize_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+        kwargs["device_map"] = {"": 0}  # the whole model on the one GPU; Trainer does not move quantized models
+    model = AutoModelForCausalLM.from_pretrained(resolved.model.path, **kwargs)
+    if device.quantize_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=resolved.training.gradient_checkpointing
+        )
+    return model
+
+
+def build_sft_config(resolved: ResolvedConfig, output_dir: Path, *, prompt_format: str, has_eval: bool) -> Any:
+    """The SFTConfig a run trains with (also used by the benchmarks, so they measure the same thing)."""
+    from trl import SFTConfig
+
+    device, training = resolved.device, resolved.training
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=training.epochs,
+        learning_rate=training.learning_rate,
+        lr_scheduler_type=training.lr_scheduler,
+        warmup_steps=training.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio; warmup_ratio is gone
+        per_device_train_batch_size=training.batch_size,
+        per_device_eval_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        gradient_checkpointing=training.gradient_checkpointing,
+        max_length=training.max_length,
+        packing=training.packing,
+        packing_strategy=PACKING_STRATEGY,
+        assistant_only_loss=prompt_format == "chat",
+        completion_only_loss=True if prompt_format == "instruction" else None,
+        seed=training.seed,
+        data_seed=training.seed,
+        # trl defaults bf16=True; only CUDA trains in mixed precision here.
+        bf16=device.kind == "cuda" and device.dtype == "bfloat16",
+        fp16=device.kind == "cuda" and device.dtype == "float16",
+        use_cpu=device.use_cpu,
+        eval_strategy="epoch" if has_eval else "no",
+        logging_strategy="steps",
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: PreparedData, scratch: Path,
+                   callback: "ProgressCallback") -> Any:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTTrainer
+
+    resolved = plan.resolved
+    lora = LoraConfig(
+        r=resolved.lora.r,
+        lora_alpha=resolved.lora.alpha,
+        lora_dropout=resolved.lora.dropout,
+        target_modules=list(plan.targets.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    has_eval = bool(prepared.eval)
+    args = build_sft_config(resolved, scratch, prompt_format=plan.report.prompt_format, has_eval=has_eval)
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(prepared.train),
+        eval_dataset=Dataset.from_list(prepared.eval) if has_eval else None,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[callback],
+    )
+
+
+def progress_callback(emit: "_Emitter", should_stop: Callable[[], bool]) -> "ProgressCallback":
+    """A ProgressCallback that is also a transformers TrainerCallback (imported only here)."""
+    from transformers import TrainerCallback
+
+    klass = type("ProgressCallback", (ProgressCallback, TrainerCallback), {})
+    return klass(emit, should_stop)
+
+
+class ProgressCallback:
+    """Turns Trainer callbacks into step/eval events, and cancels within one step.
+
+    Mixed into transformers.TrainerCallback by `progress_callback`, so that importing
+    this module does not import transformers.
+    """
+
+    def __init__(self, emit: "_Emitter", should_stop: Callable[[], bool],
+                 clock: Callable[[], float] = time.monotonic):
+        self.emit = emit
+        self.should_stop = should_stop
+        self.clock = clock
+        self.cancelled = False
+        self.train_started = 0.0
+        self._step_started = 0.0
+        self._last_step_s = 0.0
+        self._step_s_total = 0.0
+        self._steps_timed = 0
+        self._tokens_seen = 0
+        self._last_loss: float | None = None
+        self._last_eval: dict[str, Any] = {}
+
+    def summary(self) -> dict[str, Any]:
+        """Throughput over the optimizer steps only (evals and set-up excluded)."""
+        seconds = self._step_s_total
+        return {
+            "final_loss": self._last_loss,
+            "eval_loss": self._last_eval.get("eval_loss"),
+            "num_tokens": self._tokens_seen,
+            "step_time_s": round(seconds, 3),
+            "tokens_per_s": round(self._tokens_seen / seconds, 1) if seconds > 0 else None,
+        }
+
+    def _check_stop(self, control: Any) -> None:
+        if not self.cancelled and self.should_stop():
+            self.cancelled = True
+            self.emit.log("cancel requested: stopping after this step")
+        if self.cancelled:
+            control.should_training_stop = True
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.train_started = self.clock()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_started = self.clock()
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        self._check_stop(control)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._last_step_s = max(self.clock() - self._step_started, 1e-9)
+        self._step_s_total += self._last_step_s
+        self._steps_timed += 1
+        self._check_stop(control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.cancelled:  # DefaultFlowCallback asked for the per-epoch eval; a cancelled run skips it
+            control.should_evaluate = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs:  # eval logs come through on_evaluate; the final summary is read from train()
+            return
+        tokens = int(logs.get("num_tokens", self._tokens_seen))
+        step_tokens = max(tokens - self._tokens_seen, 0)
+        self._tokens_seen = tokens
+        self._last_loss = _number(logs["loss"])
+        mean_step_s = self._step_s_total / max(self._steps_timed, 1)
+        self.emit({
+            "type": "step",
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            "epoch": _number(state.epoch),
+            "loss": self._last_loss,
+            "learning_rate": _number(logs.get("learning_rate")),
+            "grad_norm": _number(logs.get("grad_norm")),
+            "tokens_per_s": round(step_tokens / self._last_step_s, 1) if self._last_step_s else None,
+            "eta_s": round(mean_step_s * max(state.max_steps - state.global_step, 0), 1),
+            "num_tokens": tokens,
+            "mean_token_accuracy": _number(logs.get("mean_token_accuracy")),
+            "elapsed_s": round(self.clock() - self.train_started, 3),
+        })
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        self._last_eval = {"eval_loss": _number(metrics.get("eval_loss"))}
+        self.emit({
+            "type": "eval",
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            "epoch": _number(state.epoch),
+            "eval_loss": self._last_eval["eval_loss"],
+            "eval_mean_token_accuracy": _number(metrics.get("eval_mean_token_accuracy")),
+            "runtime_s": _number(metrics.get("eval_runtime")),
+        })
+
+
+class _Emitter:
+    def __init__(self, on_event: OnEvent | None):
+        self._on_event = on_event
+
+    def __call__(self, event: Event) -> None:
+        event = {**event, "time": round(time.time(), 3)}
+        logger.debug("event %s", event["type"])
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def log(self, message: str, *, level: str = "info") -> None:
+        self({"type": "log", "level": level, "message": message})
+
+
+class _EventLogHandler(logging.Handler):
+    """Library warnings (trl, transformers, peft) become "log" events of the run."""
+
+    def __init__(self, emit: _Emitter):
+        super().__init__(level=logging.WARNING)
+        self._emit = emit
+        self._busy = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._busy, "on", False):  # an on_event that logs must not recurse
+            return
+        self._busy.on = True
+        try:
+            self._emit.log(f"{record.name}: {record.getMessage()}", level="warning")
+        except Exception:  # a log line must never break training
+            pass
+        finally:
+            self._busy.on = False
+
+
+@contextmanager
+def _forward_library_logs(emit: _Emitter) -> Iterator[None]:
+    handler = _EventLogHandler(emit)
+    loggers = [logging.getLogger(name) for name in _FORWARDED_LOGGERS]
+    for lib_logger in loggers:
+        lib_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for lib_logger in loggers:
+            lib_logger.removeHandler(handler)
+
+
+def _stop_predicate(should_stop: Callable[[], bool] | threading.Event | None) -> Callable[[], bool]:
+    if should_stop is None:
+        return lambda: False
+    if isinstance(should_stop, threading.Event):
+        return should_stop.is_set
+    return should_stop
+
+
+def _seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)  # peft initialises the adapter randomly; trl seeds again before wrapping
+
+
+def _planned_steps(trainer: Any) -> int:
+    """Optimizer steps train() will take (Trainer only fills state.max_steps once training starts)."""
+    args = trainer.args
+    batches = len(trainer.get_train_dataloader())
+    per_epoch = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
+    return math.ceil(args.num_train_epochs * per_epoch)
+
+
+def _parameter_counts(model: Any) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`python -m trainer_svc.training --config run.json`: events as JSON lines on stdout.
+
+    SIGTERM or SIGINT cancels (within one step). Exit codes: 0 succeeded, 3 cancelled,
+    2 invalid input (the error as JSON on stderr), 1 anything else.
+    """
+    parser = argparse.ArgumentParser(description="Fine-tune one LoRA adapter (trl + peft).")
+    parser.add_argument("--config", type=Path, required=True, help="a RunConfig as JSON")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def print_event(event: Event) -> None:
+        print(json.dumps(event), flush=True)
+
+    try:
+        result = main(json.loads(args.config.read_text()), on_event=print_event, should_stop=stop)
+    except SynthtuneError as exc:
+        print(json.dumps({"message": exc.message, "code": exc.code, "extra": exc.extra}), file=sys.stderr)
+        return 2
+    return 0 if result.status == "succeeded" else 3
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
