@@ -158,7 +158,9 @@ def _write_export(model: Any, tokenizer: Any, folder: Path, *, name: str, lineag
     # peft records whatever path the base model was loaded from; vLLM and the proxy need the canonical id.
     for config in model.peft_config.values():
         config.base_model_name_or_path = lineage.base_model_id
-    model.save_pretrained(folder)
+    # save_embedding_layers=False: embeddings are never trained here, and "auto" would look the
+    # canonical id up as a local path or on the hub.
+    model.save_pretrained(folder, save_embedding_layers=False)
     _pin_base_model_id(folder / ADAPTER_CONFIG, lineage.base_model_id)
     tokenizer.save_pretrained(folder)
     (folder / "README.md").write_text(_card(name, lineage))

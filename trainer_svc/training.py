@@ -295,6 +295,7 @@ def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: Prepared
                    callback: "ProgressCallback") -> Any:
     from datasets import Dataset
     from peft import LoraConfig
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
     resolved = plan.resolved
@@ -308,7 +309,7 @@ def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: Prepared
     )
     has_eval = bool(prepared.eval)
     args = build_sft_config(resolved, scratch, prompt_format=plan.report.prompt_format, has_eval=has_eval)
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(prepared.train),
@@ -317,6 +318,9 @@ def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: Prepared
         peft_config=lora,
         callbacks=[callback],
     )
+    # With tqdm off, Trainer prints every log dict to stdout; the events carry them instead.
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def progress_callback(emit: "_Emitter", should_stop: Callable[[], bool]) -> "ProgressCallback":

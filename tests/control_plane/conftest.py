@@ -40,8 +40,15 @@ def datagen(cp_settings, data_root: Path, tmp_path: Path):
 
 
 @pytest.fixture
-def teacher():
-    """A fake OpenAI-compatible endpoint (tests/support/fake_openai.py) standing in for the teacher."""
+def teacher(vllm_server):
+    """The teacher endpoint: the session's real vLLM CPU server with the tiny model."""
+    return vllm_server
+
+
+@pytest.fixture
+def recording_teacher():
+    """A fake endpoint that records the requests it got: only for checking what was sent
+    (the bearer token), which a real vLLM can't show us."""
     with FakeOpenAI() as fake:
         yield fake
 

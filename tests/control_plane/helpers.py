@@ -50,11 +50,14 @@ def follow_to_end(job_id: str) -> GenerationJob:
     raise AssertionError(f"job {job_id} did not finish")
 
 
-def generate_body(teacher_url: str, **overrides) -> dict:
+def generate_body(teacher=None, **overrides) -> dict:
+    """A from_instructions request against `teacher` (anything with .base_url and .model);
+    without one, an address nothing listens on (for requests that must fail before any call)."""
     body = {
         "name": "support",
-        "base_url": teacher_url,
-        "model": "fake-model",
+        "base_url": teacher.base_url if teacher else "http://127.0.0.1:9/v1",
+        "model": teacher.model if teacher else "unused",
+        "max_tokens": 32,
         "token": "endpoint-token-123456",
         "mode": "from_instructions",
         "instructions": ["Explain DNS.", "Explain TCP.", "Explain UDP.", "Explain TLS."],

@@ -24,11 +24,11 @@ def admin_client(client, staff):
     return client
 
 
-def generate_form(base_url: str, **overrides) -> dict:
+def generate_form(teacher=None, **overrides) -> dict:
     form = {
         "name": "from-admin",
-        "base_url": base_url,
-        "model": "fake-model",
+        "base_url": teacher.base_url if teacher else "http://127.0.0.1:9/v1",
+        "model": teacher.model if teacher else "unused",
         "token": TOKEN,
         "mode": "from_instructions",
         "instructions": "Explain DNS.\nExplain TCP.\n\nExplain UDP.",
@@ -77,26 +77,26 @@ def test_generate_and_upload_forms_render(admin_client):
 
 
 def test_generate_form_errors_name_the_field_and_never_echo_the_token(admin_client):
-    response = admin_client.post(GENERATE, generate_form("ftp://nope", name="../up"))
+    response = admin_client.post(GENERATE, generate_form(base_url="ftp://nope", name="../up"))
     page = response.content.decode()
     assert response.status_code == 200
     assert "plain name" in page  # the name error, from synthtune.paths via GenerationParams
     assert TOKEN not in page  # password input, render_value=False
-    response = admin_client.post(GENERATE, generate_form("ftp://nope"))
+    response = admin_client.post(GENERATE, generate_form(base_url="ftp://nope"))
     assert "base_url must be an http(s) URL" in response.content.decode()
-    response = admin_client.post(GENERATE, generate_form("http://127.0.0.1:9/v1", num_rows="0"))
+    response = admin_client.post(GENERATE, generate_form(base_url="http://127.0.0.1:9/v1", num_rows="0"))
     assert "Ensure this value is greater than or equal to 1" in response.content.decode()
     assert not Dataset.objects.exists()
 
 
 def test_generate_form_with_datagen_down_shows_the_address(admin_client, cp_settings):
-    page = admin_client.post(GENERATE, generate_form("http://127.0.0.1:9/v1")).content.decode()
+    page = admin_client.post(GENERATE, generate_form(base_url="http://127.0.0.1:9/v1")).content.decode()
     assert cp_settings.SYNTHTUNE_DATAGEN_ADDR in page and "unavailable" in page
     assert not Dataset.objects.exists()
 
 
 def test_generate_form_starts_a_job_and_shows_its_live_progress_page(admin_client, datagen, teacher):
-    response = admin_client.post(GENERATE, generate_form(teacher.base_url))
+    response = admin_client.post(GENERATE, generate_form(teacher))
     job = GenerationJob.objects.get()
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:datasets_generationjob_change", args=[job.pk])

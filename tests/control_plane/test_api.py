@@ -280,14 +280,14 @@ def test_download_rejects_unknown_formats_and_unfinished_datasets(api):
     ],
 )
 def test_generate_rejects_bad_input_with_the_field_named(api, overrides, field):
-    body = generate_body("http://127.0.0.1:9/v1", **overrides)
+    body = generate_body(**overrides)
     error = assert_error_body(api.post(JOBS, body, format="json"), 400, "INVALID_ARGUMENT")
     assert error["extra"]["field"] == field, error
     assert not Dataset.objects.exists() and not GenerationJob.objects.exists()
 
 
 def test_generate_rejects_non_finite_numbers_from_forms(api):
-    body = {**generate_body("http://127.0.0.1:9/v1"), "temperature": "nan"}
+    body = {**generate_body(), "temperature": "nan"}
     body["instructions"] = body["instructions"][0]
     error = assert_error_body(api.post(JOBS, body, format="multipart"), 400, "INVALID_ARGUMENT")
     assert error["extra"]["field"] == "temperature"
@@ -301,7 +301,7 @@ def test_generate_lists_every_missing_field(api):
 
 def test_generate_with_datagen_down_is_503_naming_the_address_and_writes_nothing(api, cp_settings):
     error = assert_error_body(
-        api.post(JOBS, generate_body("http://127.0.0.1:9/v1"), format="json"), 503, "UNAVAILABLE"
+        api.post(JOBS, generate_body(), format="json"), 503, "UNAVAILABLE"
     )
     assert cp_settings.SYNTHTUNE_DATAGEN_ADDR in error["message"]
     assert error["extra"]["address"] == cp_settings.SYNTHTUNE_DATAGEN_ADDR
@@ -311,7 +311,7 @@ def test_generate_with_datagen_down_is_503_naming_the_address_and_writes_nothing
 def test_generate_without_a_grpc_token_is_503_saying_so(api, cp_settings):
     cp_settings.SYNTHTUNE_GRPC_TOKEN = ""
     error = assert_error_body(
-        api.post(JOBS, generate_body("http://127.0.0.1:9/v1"), format="json"), 503, "UNAVAILABLE"
+        api.post(JOBS, generate_body(), format="json"), 503, "UNAVAILABLE"
     )
     assert "SYNTHTUNE_GRPC_TOKEN" in error["message"]
 
@@ -319,16 +319,18 @@ def test_generate_without_a_grpc_token_is_503_saying_so(api, cp_settings):
 def test_generate_name_taken_by_an_upload_is_409(api):
     upload(api, "support", INSTRUCTION_ROWS)
     assert_error_body(
-        api.post(JOBS, generate_body("http://127.0.0.1:9/v1"), format="json"), 409, "ALREADY_EXISTS"
+        api.post(JOBS, generate_body(), format="json"), 409, "ALREADY_EXISTS"
     )
 
 
 # --- generate over real gRPC ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_generate_end_to_end_against_the_datagen_service(api, datagen, teacher, data_root):
+    """REST -> gRPC -> datagen -> real vLLM (tiny model) -> file -> worker -> DB."""
     response = api.post(
-        JOBS, generate_body(teacher.base_url), format="json", HTTP_X_REQUEST_ID="rid-generate-42"
+        JOBS, generate_body(teacher), format="json", HTTP_X_REQUEST_ID="rid-generate-42"
     )
     assert response.status_code == 202, response.json()
     job_id = response.json()["job_id"]
@@ -336,11 +338,13 @@ def test_generate_end_to_end_against_the_datagen_service(api, datagen, teacher, 
     assert "token" not in response.json()
 
     job = follow_to_end(job_id)
-    assert job.state == "succeeded" and job.kept == 4 and job.prompt_tokens > 0
+    # The tiny model is random: an empty answer is dropped (and from_instructions can't replace it).
+    assert job.state == "succeeded" and job.kept + job.dropped == 4 and job.kept >= 3
+    assert job.prompt_tokens > 0 and job.completion_tokens > 0  # from vLLM's usage
 
     dataset = api.get(f"{DATASETS}support/").json()
     path = data_root / dataset["path"]
-    assert dataset["status"] == "ready" and dataset["rows"] == 4 and dataset["source"] == "generated"
+    assert dataset["status"] == "ready" and dataset["rows"] == job.kept and dataset["source"] == "generated"
     assert dataset["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert dataset["size_bytes"] == path.stat().st_size
     assert dataset["params"]["instructions"][0] == "Explain DNS." and "token" not in dataset["params"]
@@ -354,40 +358,21 @@ def test_generate_end_to_end_against_the_datagen_service(api, datagen, teacher, 
     later = api.get(f"{JOBS}{job_id}/events/", {"after_seq": seqs[-2]}).json()["events"]
     assert [event["seq"] for event in later] == [seqs[-1]]
 
-    outputs = [row["output"] for row in api.get(f"{DATASETS}support/preview/").json()["rows"]]
-    assert sorted(outputs) == sorted(f"Answer to: Explain {w}." for w in ("DNS", "TCP", "UDP", "TLS"))
+    rows = api.get(f"{DATASETS}support/preview/").json()["rows"]
+    assert len(rows) == job.kept and all(row["output"].strip() for row in rows)
+    assert {row["instruction"] for row in rows} <= {f"Explain {w}." for w in ("DNS", "TCP", "UDP", "TLS")}
     assert "rid-generate-42" in datagen.log_text()  # the request id travelled over gRPC
 
 
-@pytest.mark.slow
-def test_generate_end_to_end_against_a_real_vllm(api, datagen, vllm_server, data_root):
-    """REST -> gRPC -> datagen -> vLLM (tiny model) -> file -> worker -> DB."""
-    body = generate_body(
-        vllm_server.base_url, model=vllm_server.model, name="from-vllm", max_tokens=16, temperature=1.0
-    )
-    response = api.post(JOBS, body, format="json")
-    assert response.status_code == 202, response.json()
-    job = follow_to_end(response.json()["job_id"])
-    assert job.state == "succeeded" and job.kept + job.dropped + job.failed == 4 and job.kept >= 1
-    assert job.completion_tokens > 0  # from vLLM's usage
-    dataset = api.get(f"{DATASETS}from-vllm/").json()
-    path = data_root / dataset["path"]
-    assert dataset["status"] == "ready" and dataset["rows"] == job.kept
-    assert dataset["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    rows = api.get(f"{DATASETS}from-vllm/preview/").json()["rows"]
-    assert len(rows) == job.kept and all(row["output"].strip() for row in rows)
-
-
 def test_the_service_validation_is_mapped_to_400_with_api_field_names(api, datagen, teacher):
-    body = generate_body(teacher.base_url + "?key=1")  # fine for us, refused by the service
+    body = generate_body(teacher, base_url=teacher.base_url + "?key=1")  # fine for us, refused by the service
     error = assert_error_body(api.post(JOBS, body, format="json"), 400, "INVALID_ARGUMENT")
     assert error["extra"]["field"] == "base_url" and "query string" in error["message"]
     assert not Dataset.objects.exists()
 
 
 def test_cancel_then_resume_keeps_rows_and_reaches_the_target(api, datagen, teacher, data_root):
-    teacher.latency_s = 0.3
-    body = generate_body(teacher.base_url, instructions=[f"Question {n}?" for n in range(12)], concurrency=1)
+    body = generate_body(teacher, instructions=[f"Question {n}?" for n in range(12)], concurrency=1)
     job_id = api.post(JOBS, body, format="json").json()["job_id"]
     assert api.post(f"{JOBS}{job_id}/cancel/").status_code == 202
 
@@ -399,7 +384,6 @@ def test_cancel_then_resume_keeps_rows_and_reaches_the_target(api, datagen, teac
     assert len(preview) == job.kept
     assert_error_body(api.post(f"{JOBS}{job_id}/cancel/"), 400, "FAILED_PRECONDITION")
 
-    teacher.latency_s = 0.0
     response = api.post(f"{JOBS}{job_id}/resume/", {"token": "endpoint-token-123456"}, format="json")
     assert response.status_code == 202 and response.json()["state"] in ("queued", "running")
     job = follow_to_end(job_id)
@@ -409,7 +393,7 @@ def test_cancel_then_resume_keeps_rows_and_reaches_the_target(api, datagen, teac
 
 
 def test_job_list_filters(api, datagen, teacher):
-    job_id = api.post(JOBS, generate_body(teacher.base_url), format="json").json()["job_id"]
+    job_id = api.post(JOBS, generate_body(teacher), format="json").json()["job_id"]
     follow_to_end(job_id)
     assert [j["job_id"] for j in api.get(JOBS, {"state": "succeeded"}).json()["results"]] == [job_id]
     assert api.get(JOBS, {"state": "running"}).json()["results"] == []

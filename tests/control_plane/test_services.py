@@ -135,11 +135,12 @@ def test_generate_with_the_service_down_raises_unavailable_and_writes_nothing(us
     assert not Dataset.objects.exists() and not GenerationJob.objects.exists()
 
 
-def test_a_canary_token_is_used_but_stored_nowhere(api, datagen, teacher, data_root, caplog):
+def test_a_canary_token_is_used_but_stored_nowhere(api, datagen, recording_teacher, data_root, caplog):
+    teacher = recording_teacher
     canary = "canary-token-9f8e7d6c5b4a"
     caplog.set_level(logging.DEBUG)
     response = api.post(
-        "/api/v1/generation-jobs/", generate_body(teacher.base_url, token=canary), format="json"
+        "/api/v1/generation-jobs/", generate_body(teacher, token=canary), format="json"
     )
     assert response.status_code == 202
     job_id = response.json()["job_id"]

@@ -32,7 +32,7 @@ def finished_on_service(job_id: str) -> bool:
 
 @pytest.mark.django_db
 def test_follow_resumes_after_the_last_stored_seq(api, datagen, teacher):
-    job_id = api.post(JOBS, generate_body(teacher.base_url), format="json").json()["job_id"]
+    job_id = api.post(JOBS, generate_body(teacher), format="json").json()["job_id"]
     wait_for(lambda: finished_on_service(job_id), what="the job to finish on the service")
 
     # A previous worker stored the first two events, then the control plane went down.
@@ -83,7 +83,7 @@ def test_worker_process_survives_the_service_being_down_and_catches_up(
 ):
     """A real `python -m control_plane worker` against the test database file."""
     address = datagen.address
-    job_id = api.post(JOBS, generate_body(teacher.base_url), format="json").json()["job_id"]
+    job_id = api.post(JOBS, generate_body(teacher), format="json").json()["job_id"]
     wait_for(lambda: finished_on_service(job_id), what="the job to finish on the service")
     datagen.stop()  # the service goes down before the worker ever saw the job's events
 

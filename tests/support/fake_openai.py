@@ -90,6 +90,7 @@ def _is_planning(body: dict[str, Any]) -> bool:
 class FakeOpenAI:
     """The fake endpoint; use as a context manager (it starts a server thread)."""
 
+    model: str = "fake-model"  # the name it reports, like a served model
     latency_s: float = 0.0
     # Answer 400 to any request carrying response_format, like endpoints without structured output.
     reject_response_format: bool = False
