@@ -76,10 +76,33 @@ class Client:
     def preview(self, name: str, *, limit: int = 5) -> dict:
         return self.request("GET", f"/api/v1/datasets/{name}/preview/", params={"limit": limit})
 
+    def follow_generation(self, job_id: str) -> Iterator[SseEvent]:
+        """Every event of a generation job until it ends, reconnecting as the server asks."""
+        yield from self._follow(
+            f"/api/v1/generation-jobs/{job_id}/events/stream/", state=lambda: self.generation_job(job_id)["state"]
+        )
+
+    def _follow(self, stream_path: str, *, state) -> Iterator[SseEvent]:
+        # The server ends each stream after a while (and answers 204 once the job is over);
+        # like EventSource, reconnect with Last-Event-ID until a terminal state arrives.
+        after_seq = 0
+        while True:
+            got_any = False
+            for event in self.stream_events(stream_path, after_seq=after_seq):
+                got_any = True
+                after_seq = event.id or after_seq
+                yield event
+                if event.event == "state_changed" and event.data.get("payload", {}).get("state") in TERMINAL_STATES:
+                    return
+            if not got_any and state() in TERMINAL_STATES:
+                return
+
     def stream_events(self, path: str, *, after_seq: int = 0) -> Iterator[SseEvent]:
-        """Follow a Server-Sent Events stream until the server closes it."""
+        """Events of one SSE response (the server closes it after a while, or at the end)."""
         headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after_seq)}
         with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30.0, read=None)) as reply:
+            if reply.status_code == 204:
+                return
             if reply.status_code >= 400:
                 reply.read()
                 body = reply.json() if reply.headers.get("content-type", "").startswith("application/json") else {}

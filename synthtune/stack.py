@@ -46,7 +46,8 @@ class StackConfig:
 
 
 def implemented_services() -> list[tuple[str, str, str, str, int]]:
-    return [s for s in SERVICES if importlib.util.find_spec(s[1]) is not None]
+    """The services that can run: their package has a __main__."""
+    return [s for s in SERVICES if importlib.util.find_spec(s[1]) and importlib.util.find_spec(f"{s[1]}.__main__")]
 
 
 class Stack:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_not_required
+from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.views import defaults
 
@@ -25,3 +27,14 @@ def server_error(request):
         message = f"Internal error (request id {request_id_var.get() or 'unknown'})."
         return JsonResponse(error_body(message=message, code="INTERNAL"), status=500)
     return defaults.server_error(request)
+
+
+@login_not_required
+def healthz(request):
+    """Liveness for probes and the old app's clients: 200 {"status": "ok"} when the DB answers."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return JsonResponse({"status": "error", "message": "database unreachable"}, status=503)
+    return JsonResponse({"status": "ok"})
