@@ -17,9 +17,10 @@ import hmac
 import logging
 import signal
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2

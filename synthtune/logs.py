@@ -19,7 +19,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 REDACTED = "[REDACTED]"
-SECRET_KEY_RE = re.compile(r"authorization|token|secret|password|api[_-]?key", re.I)
+SECRET_KEY_RE = re.compile(r"authorization|token|secret|password|api[_-]?key", re.IGNORECASE)
 _INLINE_SECRET_RE = re.compile(
     r"(?i)(bearer\s+|(?:token|api[_-]?key|password|secret)[\"']?\s*[:=]\s*[\"']?)([^\s\"',}]+)"
 )

@@ -11,8 +11,9 @@ Every row must carry a non-empty answer. Problems are reported by line number.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 from synthtune.errors import InvalidArgument
 

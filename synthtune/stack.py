@@ -15,12 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from synthtune.readiness import wait_grpc_serving, wait_http_ok
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,7 +116,7 @@ class Stack:
                 proc.kill()
         self.procs.clear()
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         try:
             self.start()
         except BaseException:
@@ -128,37 +126,3 @@ class Stack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _check_alive(proc: subprocess.Popen | None, name: str) -> None:
-    if proc is not None and proc.poll() is not None:
-        raise RuntimeError(f"{name} exited with {proc.returncode} while starting; see its log under <data root>/logs/")
-
-
-def wait_grpc_serving(address: str, *, proc=None, name: str = "service", timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            _check_alive(proc, name)
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise TimeoutError(f"{name} at {address} was not serving after {timeout_s:.0f}s")
-
-
-def wait_http_ok(url: str, *, proc=None, name: str = "server", timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        _check_alive(proc, name)
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{name} at {url} did not answer 200 after {timeout_s:.0f}s")

@@ -69,12 +69,12 @@ def dataset_generate(
                 state=snapshot.state,
                 target_rows=snapshot.target_rows,
             )
-    except IntegrityError:
+    except IntegrityError as exc:
         # Another request took the name between our check and now: don't leave an orphan job running.
         _cancel_quietly(snapshot.job_id)
         raise AlreadyExists(
             f"A dataset named {params.name!r} already exists; pick another name.", field="name"
-        )
+        ) from exc
     logger.info("generation started", extra={"job_id": job.job_id, "dataset": dataset.name})
     return job
 

@@ -2,7 +2,7 @@
 live (EventSource on the SSE endpoint), and see the preview.
 
 Everything is real and separate: headless Chromium (Debian's), gunicorn serving the control
-plane, the worker, the datagen service, and vLLM serving the tiny model as the teacher.
+plane, the worker, the datagen service (synthtune.stack, as `make up` runs them), and vLLM serving the tiny model as the teacher.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import shutil
 import pytest
 
 from tests.conftest import require_system_dep
-from tests.control_plane.stack import ControlPlaneStack
-from tests.support.procs import running_service
+from tests.support.stack import running_stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -48,18 +47,9 @@ def browser(tmp_path):
 
 
 @pytest.fixture
-def stack(vllm_server, data_root, tmp_path):
-    logs = tmp_path / "logs"
-    with (
-        running_service(
-            "datagen_svc",
-            listen_var="SYNTHTUNE_DATAGEN_LISTEN",
-            env={"SYNTHTUNE_DATA_ROOT": str(data_root)},
-            log_path=logs / "datagen.log",
-        ) as datagen,
-        ControlPlaneStack(data_root, datagen_addr=datagen.address, log_dir=logs) as control_plane,
-    ):
-        yield control_plane
+def stack(vllm_server, data_root):
+    with running_stack(data_root) as running:
+        yield running
 
 
 def test_generate_from_the_admin_and_watch_it_finish(browser, stack, vllm_server):

@@ -4,45 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from synthtune.readiness import free_port, wait_grpc_serving
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_GRPC_TOKEN = "test-grpc-token-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_grpc_serving(address: str, *, timeout_s: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    """Block until the gRPC health check says SERVING (or raise with a reason)."""
-    deadline = time.monotonic() + timeout_s
-    last_error = ""
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"service at {address} exited with {proc.returncode} before serving")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError as exc:
-                last_error = exc.code().name
-            time.sleep(0.1)
-    raise TimeoutError(f"service at {address} not SERVING after {timeout_s}s ({last_error})")
 
 
 @dataclass
@@ -82,10 +54,10 @@ def start_service(module: str, *, listen_var: str, env: dict[str, str], log_path
     log.close()
     service = ServiceProcess(address=address, proc=proc, log_path=log_path)
     try:
-        wait_grpc_serving(address, proc=proc)
-    except BaseException:
+        wait_grpc_serving(address, proc=proc, name=module, timeout_s=30)
+    except BaseException as exc:
         service.stop()
-        raise RuntimeError(f"{module} did not start; log:\n{service.log_text()[-4000:]}")
+        raise RuntimeError(f"{module} did not start; log:\n{service.log_text()[-4000:]}") from exc
     return service
 
 

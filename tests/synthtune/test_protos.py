@@ -15,6 +15,6 @@ def test_generated_stubs_are_not_stale(tmp_path: Path):
 
 def test_every_proto_lives_under_its_package_path():
     for proto in proto_files():
-        package_line = next(l for l in proto.read_text().splitlines() if l.startswith("package "))
+        package_line = next(line for line in proto.read_text().splitlines() if line.startswith("package "))
         package = package_line.removeprefix("package ").rstrip(";").strip()
         assert proto.parent.relative_to(REPO / "protos").as_posix() == package.replace(".", "/")

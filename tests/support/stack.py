@@ -1,0 +1,43 @@
+"""The whole local stack (synthtune.stack, as `make up` runs it) on free ports, with a login."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from synthtune.readiness import free_port
+from synthtune.stack import REPO, Stack, StackConfig, implemented_services
+from tests.support.procs import TEST_GRPC_TOKEN
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    url: str
+    username: str
+    password: str
+    token: str
+
+    def log_text(self, name: str) -> str:
+        path = self.stack.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+@contextmanager
+def running_stack(data_root: Path, **extra_env: str) -> Iterator[RunningStack]:
+    ports = {listen_var: f"127.0.0.1:{free_port()}" for _, _, listen_var, _, _ in implemented_services()}
+    config = StackConfig(
+        data_root=data_root, http_port=free_port(), grpc_token=TEST_GRPC_TOKEN, quiet=True,
+        extra_env={"SYNTHTUNE_WORKER_POLL_S": "0.2", **ports, **extra_env},
+    )
+    with Stack(config) as stack:
+        login = json.loads(subprocess.run(
+            [sys.executable, "-m", "control_plane", "demo_user", "--username", "admin"],
+            cwd=REPO, env=stack.env(), check=True, capture_output=True, text=True,
+        ).stdout.strip().splitlines()[-1])
+        yield RunningStack(stack, config.http_url, login["username"], login["password"], login["token"])
