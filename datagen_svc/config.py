@@ -15,25 +15,21 @@ from __future__ import annotations
 import math
 import re
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
 
-from synthtune.settings import CommonSettings
+from synthtune.settings import CommonSettings, SettingsError, env_alias
+from synthtune.settings import load_settings as shared_load_settings
 
 _LISTEN_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
 
-def _env(name: str) -> AliasChoices:
+def _env(name: str):
     # Field names stay short (settings.listen) while the variable keeps its full name.
-    return AliasChoices(name, name.removeprefix("SYNTHTUNE_DATAGEN_").lower())
+    return env_alias(name, name.removeprefix("SYNTHTUNE_DATAGEN_").lower())
 
 
 class DatagenSettings(CommonSettings):
     """Frozen settings of the datagen service; construct with `load_settings()`."""
-
-    model_config = SettingsConfigDict(
-        frozen=True, extra="ignore", env_prefix="SYNTHTUNE_", validate_by_name=True
-    )
 
     listen: str = Field(
         default="127.0.0.1:50051",
@@ -80,33 +76,9 @@ class DatagenSettings(CommonSettings):
         return self
 
 
-class SettingsError(Exception):
-    """Bad environment; the message names each variable and never echoes its value."""
-
-
 def load_settings(**overrides) -> DatagenSettings:
     """Read the environment once (keyword overrides win, for tests); raise SettingsError if bad."""
-    try:
-        return DatagenSettings(**overrides)
-    except ValidationError as exc:
-        # pydantic's own text echoes input values, which may be the gRPC token.
-        problems = []
-        for error in exc.errors(include_input=False, include_url=False):
-            where = ".".join(str(part) for part in error["loc"])
-            problems.append(f"{_variable(where)}: {error['msg']}" if where else error["msg"])
-        raise SettingsError("bad settings: " + "; ".join(problems)) from None
+    return shared_load_settings(DatagenSettings, **overrides)
 
 
-def _variable(field: str) -> str:
-    if field in {
-        "listen",
-        "max_rows",
-        "max_concurrency",
-        "max_running_jobs",
-        "retry_initial_s",
-        "retry_max_s",
-    }:
-        return f"SYNTHTUNE_DATAGEN_{field.upper()}"
-    if field.startswith("SYNTHTUNE_"):
-        return field
-    return f"SYNTHTUNE_{field.upper()}"
+__all__ = ["DatagenSettings", "SettingsError", "load_settings"]

@@ -22,13 +22,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from datagen_svc import jsonl
 from datagen_svc.jobs import EventKind, Job, JobStore
 from datagen_svc.openai_client import ChatClient, EndpointError
 from datagen_svc.planning import InstructionSource, PlanningError, make_source
 from datagen_svc.quality import DUPLICATE_INSTRUCTION, Deduper, make_row, output_problem
 from datagen_svc.spec import GenerationSpec, Mode
-from synthtune import records
+from synthtune import jsonl, records
 from synthtune.files import fsync_dir, sha256_file
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from datagen_svc import jsonl
+from synthtune import jsonl
 from synthtune.errors import InvalidArgument, NotFound
 from synthtune.files import atomic_write_bytes
 

@@ -15,13 +15,12 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from datagen_svc import jsonl
 from datagen_svc.config import DatagenSettings
 from datagen_svc.generator import DatasetFiles, GenerationFailed, generate
 from datagen_svc.jobs import INTERRUPTED, RESUMABLE, TERMINAL, Event, Job, JobState, JobStore
 from datagen_svc.openai_client import ChatClient, ClientConfig
 from datagen_svc.spec import GenerationSpec, validate_spec
-from synthtune import records
+from synthtune import jsonl, records
 from synthtune.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
 from synthtune.files import sha256_file
 from synthtune.logs import forget_secret, register_secret

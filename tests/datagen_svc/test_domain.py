@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from datagen_svc import jsonl
+from synthtune import jsonl
 from datagen_svc.openai_client import parse_retry_after
 from datagen_svc.planning import instructions_schema, parse_instructions
 from datagen_svc.quality import Deduper, make_row, normalise_instruction, output_problem
