@@ -6,6 +6,7 @@ Every variable, with its default:
 - SYNTHTUNE_GRPC_TLS_CA         (none)              PEM CA bundle; when set, gRPC channels use TLS
 - SYNTHTUNE_GRPC_TIMEOUT_S      10                  deadline of every unary gRPC call
 - SYNTHTUNE_DATAGEN_ADDR        127.0.0.1:50051     host:port of the datagen service
+- SYNTHTUNE_TRAINER_ADDR        127.0.0.1:50052     host:port of the trainer service
 - SYNTHTUNE_LOG_LEVEL           INFO                DEBUG, INFO, WARNING or ERROR
 - SYNTHTUNE_WORKER_POLL_S       1.0                 how often the worker looks for unfinished jobs
 - SYNTHTUNE_WORKER_BACKOFF_MAX_S 30                 longest wait between reconnects to a service that is down
@@ -53,6 +54,7 @@ class ControlPlaneConfig(BaseSettings):
         default=10.0, gt=0, le=600, validation_alias=_env("SYNTHTUNE_GRPC_TIMEOUT_S")
     )
     datagen_addr: str = Field(default="127.0.0.1:50051", validation_alias=_env("SYNTHTUNE_DATAGEN_ADDR"))
+    trainer_addr: str = Field(default="127.0.0.1:50052", validation_alias=_env("SYNTHTUNE_TRAINER_ADDR"))
     log_level: str = Field(default="INFO", validation_alias=_env("SYNTHTUNE_LOG_LEVEL"))
     worker_poll_s: float = Field(default=1.0, gt=0, le=60, validation_alias=_env("SYNTHTUNE_WORKER_POLL_S"))
     worker_backoff_max_s: float = Field(
@@ -76,7 +78,7 @@ class ControlPlaneConfig(BaseSettings):
             raise ValueError("must be at least 16 characters (the services refuse shorter ones)")
         return value
 
-    @field_validator("datagen_addr")
+    @field_validator("datagen_addr", "trainer_addr")
     @classmethod
     def _host_port(cls, value: str) -> str:
         if not _ADDR_RE.match(value):

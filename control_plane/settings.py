@@ -17,10 +17,14 @@ SYNTHTUNE_GRPC_TOKEN = CONFIG.grpc_token
 SYNTHTUNE_GRPC_TLS_CA = CONFIG.grpc_tls_ca
 SYNTHTUNE_GRPC_TIMEOUT_S = CONFIG.grpc_timeout_s
 SYNTHTUNE_DATAGEN_ADDR = CONFIG.datagen_addr
+SYNTHTUNE_TRAINER_ADDR = CONFIG.trainer_addr
 SYNTHTUNE_WORKER_POLL_S = CONFIG.worker_poll_s
 SYNTHTUNE_WORKER_BACKOFF_MAX_S = CONFIG.worker_backoff_max_s
-# The worker follows these; later apps (runs, deployments) append theirs.
-SYNTHTUNE_WORKER_FOLLOWERS = ["control_plane.datasets.worker.GenerationFollower"]
+# The worker follows these; later apps (deployments) append theirs.
+SYNTHTUNE_WORKER_FOLLOWERS = [
+    "control_plane.datasets.worker.GenerationFollower",
+    "control_plane.runs.worker.RunFollower",
+]
 # Server-Sent Events: how often a stream looks for new events (one indexed query), and
 # how long one response lasts before the browser reconnects (Last-Event-ID: nothing lost).
 SYNTHTUNE_SSE_POLL_S = CONFIG.sse_poll_s
@@ -47,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "control_plane.core",
     "control_plane.datasets",
+    "control_plane.runs",
 ]
 
 MIDDLEWARE = [
@@ -152,7 +157,8 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "synthtune control plane",
-    "DESCRIPTION": "Datasets and generation jobs. Authenticate with `Authorization: Token <key>` "
+    "DESCRIPTION": "Datasets, generation jobs, fine-tuning runs and adapters. "
+    "Authenticate with `Authorization: Token <key>` "
     "(create one with `python -m control_plane drf_create_token <user>`) or an admin session.",
     "VERSION": "v1",
     "SERVE_INCLUDE_SCHEMA": False,

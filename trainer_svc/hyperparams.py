@@ -198,7 +198,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Build from JSON-like data; unknown fields are refused (a typo must not pass silently)."""
         if not isinstance(data, dict):
             raise InvalidArgument("the run config must be an object.", field="config")
@@ -344,6 +344,12 @@ def bitsandbytes_available() -> bool:
     return True
 
 
+def _cuda_supports_bf16() -> bool:
+    import torch
+
+    return not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
+
+
 def locate_model(base_model_id: str, base_model_path: str | None) -> ModelInfo:
     """Find the base model's folder and read its config.json; nothing is downloaded."""
     if not isinstance(base_model_id, str) or not _MODEL_ID_RE.match(base_model_id) or ".." in base_model_id:
@@ -433,11 +439,8 @@ def _device_plan(options: DeviceOptions, available: tuple[str, ...]) -> DevicePl
     if quantize is None:
         quantize = kind == "cuda" and bitsandbytes_available()
     dtype = DEVICE_DEFAULTS[kind].dtype
-    if kind == "cuda":
-        import torch
-
-        if not torch.cuda.is_bf16_supported():  # pre-Ampere GPUs
-            dtype = "float16"
+    if kind == "cuda" and not _cuda_supports_bf16():  # pre-Ampere GPUs
+        dtype = "float16"
     return DevicePlan(kind, dtype, bool(quantize))  # type: ignore[arg-type]
 
 

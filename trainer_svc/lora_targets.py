@@ -18,9 +18,10 @@ which is what vLLM reads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from synthtune.errors import InvalidArgument, SynthtuneError
 

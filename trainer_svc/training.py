@@ -48,10 +48,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 from synthtune.errors import SynthtuneError
 from trainer_svc.dataset_prep import DataReport, PreparedData, load_tokenizer, prepare_data
@@ -156,7 +157,7 @@ def main(
 
 
 def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, scratch: Path,
-                      emit: "_Emitter", stop: Callable[[], bool]) -> TrainResult:
+                      emit: _Emitter, stop: Callable[[], bool]) -> TrainResult:
     resolved = plan.resolved
     device = resolved.device
     if stop():
@@ -231,7 +232,9 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, scr
 def _load_model(resolved: ResolvedConfig) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils.logging import disable_progress_bar
 
+    disable_progress_bar()  # "Loading weights" bars on stderr; the events say what happens
     device = resolved.device
     dtype = getattr(torch, device.dtype)
     kwargs: dict[str, Any] = {"dtype": dtype}
@@ -269,7 +272,8 @@ def build_sft_config(resolved: ResolvedConfig, output_dir: Path, *, prompt_forma
         per_device_train_batch_size=training.batch_size,
         per_device_eval_batch_size=training.batch_size,
         gradient_accumulation_steps=training.gradient_accumulation_steps,
-        gradient_checkpointing=training.gradient_checkpointing,
+        # transformers 5.23 renamed gradient_checkpointing (trl still defaults the old name to True).
+        activation_checkpointing=training.gradient_checkpointing,
         max_length=training.max_length,
         packing=training.packing,
         packing_strategy=PACKING_STRATEGY,
@@ -292,12 +296,14 @@ def build_sft_config(resolved: ResolvedConfig, output_dir: Path, *, prompt_forma
 
 
 def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: PreparedData, scratch: Path,
-                   callback: "ProgressCallback") -> Any:
+                   callback: ProgressCallback) -> Any:
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
     from peft import LoraConfig
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
+    disable_progress_bar()  # trl's map() bars would go to stderr; the events say what happens
     resolved = plan.resolved
     lora = LoraConfig(
         r=resolved.lora.r,
@@ -323,7 +329,7 @@ def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: Prepared
     return trainer
 
 
-def progress_callback(emit: "_Emitter", should_stop: Callable[[], bool]) -> "ProgressCallback":
+def progress_callback(emit: _Emitter, should_stop: Callable[[], bool]) -> ProgressCallback:
     """A ProgressCallback that is also a transformers TrainerCallback (imported only here)."""
     from transformers import TrainerCallback
 
@@ -338,7 +344,7 @@ class ProgressCallback:
     this module does not import transformers.
     """
 
-    def __init__(self, emit: "_Emitter", should_stop: Callable[[], bool],
+    def __init__(self, emit: _Emitter, should_stop: Callable[[], bool],
                  clock: Callable[[], float] = time.monotonic):
         self.emit = emit
         self.should_stop = should_stop

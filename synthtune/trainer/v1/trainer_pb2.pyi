@@ -122,23 +122,21 @@ class CancelRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
 class DatasetReport(_message.Message):
-    __slots__ = ("path", "sha256", "rows", "format", "truncated_rows", "max_tokens")
+    __slots__ = ("path", "sha256", "rows", "format", "size_bytes")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
-    TRUNCATED_ROWS_FIELD_NUMBER: _ClassVar[int]
-    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     path: str
     sha256: str
     rows: int
     format: str
-    truncated_rows: int
-    max_tokens: int
-    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., rows: _Optional[int] = ..., format: _Optional[str] = ..., truncated_rows: _Optional[int] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+    size_bytes: int
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., rows: _Optional[int] = ..., format: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "state", "base_model", "datasets", "config_json", "error", "step", "max_steps", "epoch", "adapter_path", "prompt_format", "created_at", "updated_at", "queue_position", "metrics_json")
+    __slots__ = ("run_id", "state", "base_model", "datasets", "config_json", "error", "step", "max_steps", "epoch", "adapter_path", "prompt_format", "created_at", "updated_at", "queue_position", "metrics_json", "train_rows", "eval_rows", "truncated_rows")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +152,9 @@ class Run(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
     METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_ROWS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_ROWS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_ROWS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: RunState
     base_model: str
@@ -169,7 +170,10 @@ class Run(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     queue_position: int
     metrics_json: str
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., base_model: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetReport, _Mapping]]] = ..., config_json: _Optional[str] = ..., error: _Optional[str] = ..., step: _Optional[int] = ..., max_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., adapter_path: _Optional[str] = ..., prompt_format: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue_position: _Optional[int] = ..., metrics_json: _Optional[str] = ...) -> None: ...
+    train_rows: int
+    eval_rows: int
+    truncated_rows: int
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., base_model: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetReport, _Mapping]]] = ..., config_json: _Optional[str] = ..., error: _Optional[str] = ..., step: _Optional[int] = ..., max_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., adapter_path: _Optional[str] = ..., prompt_format: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue_position: _Optional[int] = ..., metrics_json: _Optional[str] = ..., train_rows: _Optional[int] = ..., eval_rows: _Optional[int] = ..., truncated_rows: _Optional[int] = ...) -> None: ...
 
 class StateChanged(_message.Message):
     __slots__ = ("state", "error")

@@ -1,0 +1,197 @@
+"""Admin (staff only): the Fine-tune form, runs with live progress and the loss curve,
+adapters with their manifests. Every write goes through the same services as the API."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from control_plane.core.errors import SynthtuneError
+from control_plane.datasets.admin import ReadOnlyAdmin
+from control_plane.runs import selectors, services
+from control_plane.runs.forms import FineTuneForm
+from control_plane.runs.models import Adapter, Run
+from control_plane.runs.params import RunParams
+
+EVENTS_SHOWN = 200
+
+
+def _adapter_of(run: Run) -> Adapter | None:
+    # A missing reverse one-to-one raises RelatedObjectDoesNotExist, an AttributeError.
+    return getattr(run, "adapter", None)
+
+
+def _form_error(form, exc: SynthtuneError) -> None:
+    # API field names ("hyperparameters.learning_rate") are the form's plain ones.
+    field = str(exc.extra.get("field") or "").removeprefix("hyperparameters.")
+    form.add_error(field if field in form.fields else None, exc.message)
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = ("run_id", "state", "base_model", "progress", "loss", "adapter_link", "owner", "created_at")
+    list_filter = ("state", "base_model", "created_at")
+    search_fields = ("run_id", "base_model", "datasets__name")
+    list_select_related = ("owner", "adapter")
+    fields = (
+        "run_id",
+        "state",
+        "error",
+        "base_model",
+        "datasets",
+        "adapter_link",
+        "prompt_format",
+        "step",
+        "max_steps",
+        "epoch",
+        "queue_position",
+        "hyperparameters",
+        "config",
+        "dataset_reports",
+        "metrics",
+        "merge_full_model",
+        "last_seq",
+        "owner",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    actions = ("cancel_runs",)
+    change_form_template = "admin/runs/run/change_form.html"
+
+    @admin.display(description="Progress")
+    def progress(self, run: Run) -> str:
+        return f"{run.percent}% ({run.step}/{run.max_steps})" if run.max_steps else f"{run.percent}%"
+
+    @admin.display(description="Loss")
+    def loss(self, run: Run) -> str:
+        value = run.metrics.get("train_loss", run.metrics.get("loss"))
+        return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+    @admin.display(description="Adapter")
+    def adapter_link(self, run: Run):
+        adapter = _adapter_of(run)
+        if adapter is None:
+            return "-"
+        return format_html('<a href="{}">{}</a>', reverse("admin:runs_adapter_change", args=[adapter.pk]), adapter.name)
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("runs.change_run")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("fine-tune/", view(self.fine_tune_view), name="runs_run_fine_tune"),
+            path("<int:pk>/cancel/", view(self.cancel_view), name="runs_run_cancel"),
+            *super().get_urls(),
+        ]
+
+    def fine_tune_view(self, request):
+        """The Fine-tune form; the datasets admin's action opens it with ?datasets=<name>..."""
+        if not request.user.has_perm("runs.add_run"):
+            raise PermissionDenied
+        initial = {"datasets": request.GET.getlist("datasets")}
+        form = FineTuneForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            try:
+                run = services.run_start(owner=request.user, params=RunParams(**form.params()))
+            except SynthtuneError as exc:
+                _form_error(form, exc)
+            else:
+                messages.success(request, f"Fine-tuning run {run.run_id} started.")
+                return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Fine-tune",
+            "form": form,
+            "form_id": "fine-tune-form",
+            "submit_label": "Start fine-tuning",
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/core/form_page.html", context)
+
+    def cancel_view(self, request, pk: int):
+        if request.method != "POST" or not self.has_cancel_permission(request):
+            raise PermissionDenied
+        run = get_object_or_404(Run, pk=pk)
+        try:
+            services.run_cancel(run=run)
+            self.message_user(request, f"Asked the trainer to cancel {run.run_id}.", messages.SUCCESS)
+        except SynthtuneError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:runs_run_change", args=[pk]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = self.get_object(request, object_id)
+        if run is None:
+            return super().change_view(request, object_id, form_url, extra_context)
+        events = reversed(run.events.order_by("-seq")[:EVENTS_SHOWN])
+        adapter = _adapter_of(run)
+        context = {
+            **(extra_context or {}),
+            "run": run,
+            "events": [{**event.as_dict(), "payload": json.dumps(event.payload)} for event in events],
+            "loss_history": selectors.run_loss_history(run=run),
+            "stream_url": reverse("runs:run-event-stream", args=[run.run_id]),
+            "adapter_url": reverse("admin:runs_adapter_change", args=[adapter.pk]) if adapter else "",
+            "adapter_name": adapter.name if adapter else "",
+        }
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    @admin.action(description="Cancel selected runs", permissions=["cancel"])
+    def cancel_runs(self, request, queryset):
+        cancelled = 0
+        for run in queryset:
+            try:
+                services.run_cancel(run=run)
+                cancelled += 1
+            except SynthtuneError as exc:
+                self.message_user(request, f"{run.run_id}: {exc.message}", messages.ERROR)
+        if cancelled:
+            self.message_user(request, f"Asked the trainer to cancel {cancelled} run(s).", messages.SUCCESS)
+
+
+@admin.register(Adapter)
+class AdapterAdmin(ReadOnlyAdmin):
+    list_display = ("name", "base_model", "prompt_format", "run_link", "weights_sha256_short", "created_at")
+    list_filter = ("base_model", "prompt_format", "created_at")
+    search_fields = ("name", "base_model", "run__run_id", "weights_sha256")
+    list_select_related = ("run",)
+    fields = (
+        "name",
+        "path",
+        "run_link",
+        "base_model",
+        "prompt_format",
+        "weights_sha256",
+        "merged_model_path",
+        "created_at",
+        "manifest_view",
+    )
+
+    @admin.display(description="Run")
+    def run_link(self, adapter: Adapter):
+        if adapter.run is None:
+            return "-"
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:runs_run_change", args=[adapter.run.pk]), adapter.run.run_id
+        )
+
+    @admin.display(description="Weights sha256")
+    def weights_sha256_short(self, adapter: Adapter) -> str:
+        return adapter.weights_sha256[:12]
+
+    @admin.display(description="Manifest")
+    def manifest_view(self, adapter: Adapter):
+        return format_html(
+            '<pre id="adapter-manifest">{}</pre><a href="{}">Download manifest.json</a>',
+            json.dumps(adapter.manifest, indent=2, ensure_ascii=False),
+            reverse("runs:adapter-manifest", args=[adapter.name]),
+        )

@@ -1,0 +1,336 @@
+"""REST API for fine-tuning runs and the adapters they export: thin views over services and
+selectors, each operation with its own input and output serializers."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response
+from control_plane.core.sse import event_stream, resume_point, sse_response
+from control_plane.runs import params as limits
+from control_plane.runs import selectors, services
+from control_plane.runs.models import Adapter, Run, RunEvent
+from control_plane.runs.params import RunParams
+
+ERROR = OpenApiResponse(description='Error body: {"message", "code", "extra"}')
+
+
+# --- serializers -------------------------------------------------------------------
+
+
+class HyperparametersInputSerializer(serializers.Serializer):
+    """Every field optional: unset ones take the trainer's per-device defaults."""
+
+    lora_r = serializers.IntegerField(min_value=1, max_value=limits.MAX_RANK, required=False, help_text="LoRA rank.")
+    lora_alpha = serializers.FloatField(
+        min_value=0, max_value=limits.MAX_ALPHA, required=False, help_text="> 0; default 2 * lora_r."
+    )
+    lora_dropout = serializers.FloatField(min_value=0, max_value=1, required=False, help_text="In [0, 1).")
+    target_modules = serializers.ListField(
+        child=serializers.CharField(max_length=128),
+        max_length=limits.MAX_TARGET_MODULES,
+        required=False,
+        help_text='Module names, or ["all-linear"]; empty: resolved per architecture. A list that '
+        "misses part of the model is refused.",
+    )
+    epochs = serializers.FloatField(
+        min_value=0, max_value=limits.MAX_EPOCHS, required=False, help_text="In (0, 100]; fractions allowed."
+    )
+    learning_rate = serializers.FloatField(
+        min_value=0, max_value=limits.MAX_LEARNING_RATE, required=False, help_text="In (0, 1]."
+    )
+    batch_size = serializers.IntegerField(min_value=1, max_value=limits.MAX_BATCH_SIZE, required=False)
+    gradient_accumulation_steps = serializers.IntegerField(
+        min_value=1, max_value=limits.MAX_GRAD_ACCUM, required=False
+    )
+    max_length = serializers.IntegerField(
+        min_value=limits.MIN_MAX_LENGTH,
+        max_value=limits.MAX_MAX_LENGTH,
+        required=False,
+        help_text="Tokens per row; at most the model's context length.",
+    )
+    eval_fraction = serializers.FloatField(
+        min_value=0, max_value=limits.MAX_EVAL_FRACTION, required=False, help_text="Held-out share, in [0, 0.5)."
+    )
+    packing = serializers.BooleanField(required=False, allow_null=True, help_text="Padding-free packing.")
+    seed = serializers.IntegerField(min_value=0, max_value=limits.MAX_SEED, required=False)
+    device = serializers.ChoiceField(choices=limits.DEVICES, required=False)
+    quantize_4bit = serializers.BooleanField(required=False, allow_null=True, help_text="QLoRA; CUDA only.")
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {unknown[0]: f"Unknown hyperparameter; known: {', '.join(self.fields)}."}
+                )
+        return super().to_internal_value(data)
+
+
+class RunCreateInputSerializer(serializers.Serializer):
+    datasets = serializers.ListField(
+        child=serializers.CharField(max_length=256),
+        max_length=limits.MAX_DATASETS,
+        help_text="Names of ready datasets; their rows are trained on together.",
+    )
+    base_model = serializers.CharField(
+        max_length=256,
+        default=limits.DEFAULT_BASE_MODEL,
+        help_text="Canonical model id, recorded in the adapter; the trainer loads a local copy.",
+    )
+    hyperparameters = HyperparametersInputSerializer(required=False)
+    adapter_name = serializers.CharField(
+        max_length=256,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Stem of the adapter's versioned name (<stem>-v<N>); default from the base model.",
+    )
+    merge_full_model = serializers.BooleanField(default=False, help_text="Also export a merged full model.")
+
+
+class RunOutputSerializer(serializers.ModelSerializer):
+    datasets = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    adapter = serializers.CharField(source="adapter.name", default=None, read_only=True)
+    owner = serializers.CharField(source="owner.username", default=None, read_only=True)
+    percent = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Run
+        fields = (
+            "run_id",
+            "state",
+            "base_model",
+            "datasets",
+            "dataset_reports",
+            "hyperparameters",
+            "config",
+            "adapter_name",
+            "merge_full_model",
+            "error",
+            "step",
+            "max_steps",
+            "epoch",
+            "percent",
+            "metrics",
+            "prompt_format",
+            "queue_position",
+            "adapter",
+            "owner",
+            "last_seq",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+        )
+
+
+class RunFilterSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=Run.State.choices, required=False)
+    base_model = serializers.CharField(required=False)
+    dataset = serializers.CharField(required=False, help_text="Dataset name.")
+    owner = serializers.CharField(required=False, help_text="Username.")
+
+
+class RunEventListInputSerializer(serializers.Serializer):
+    after_seq = serializers.IntegerField(min_value=0, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=500)
+    type = serializers.MultipleChoiceField(
+        choices=RunEvent.Type.choices, required=False, help_text="Only these types (repeat the parameter)."
+    )
+
+
+class RunEventOutputSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    type = serializers.CharField()
+    time = serializers.DateTimeField()
+    payload = serializers.JSONField()
+
+
+class RunEventListOutputSerializer(serializers.Serializer):
+    run_id = serializers.CharField()
+    state = serializers.CharField()
+    finished = serializers.BooleanField()
+    events = RunEventOutputSerializer(many=True)
+
+
+class AdapterOutputSerializer(serializers.ModelSerializer):
+    run = serializers.CharField(source="run.run_id", default=None, read_only=True)
+
+    class Meta:
+        model = Adapter
+        fields = (
+            "name",
+            "path",
+            "run",
+            "base_model",
+            "prompt_format",
+            "weights_sha256",
+            "merged_model_path",
+            "created_at",
+        )
+
+
+class AdapterDetailOutputSerializer(AdapterOutputSerializer):
+    class Meta(AdapterOutputSerializer.Meta):
+        fields = (*AdapterOutputSerializer.Meta.fields, "manifest")
+
+
+class AdapterFilterSerializer(serializers.Serializer):
+    base_model = serializers.CharField(required=False)
+    run = serializers.CharField(required=False, help_text="Run id.")
+    search = serializers.CharField(required=False, help_text="Part of the name.")
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# --- runs ----------------------------------------------------------------------------
+
+
+class RunCollectionApi(ApiView):
+    @extend_schema(
+        operation_id="runs_list", parameters=[RunFilterSerializer], responses={200: RunOutputSerializer(many=True)}
+    )
+    def get(self, request):
+        filters = _valid(RunFilterSerializer, request.query_params)
+        return paginated_response(
+            queryset=selectors.run_list(**filters), serializer_class=RunOutputSerializer, request=request, view=self
+        )
+
+    @extend_schema(
+        operation_id="runs_create",
+        request=RunCreateInputSerializer,
+        responses={202: RunOutputSerializer, 400: ERROR, 503: ERROR},
+        description="Start a LoRA fine-tune on the trainer service. Bad settings (also those only the "
+        "trainer can judge: the model's context length, LoRA targets) are 400 naming the field in "
+        "extra.field. Progress: the run's events.",
+    )
+    def post(self, request):
+        data = dict(_valid(RunCreateInputSerializer, request.data))
+        data["hyperparameters"] = dict(data.get("hyperparameters") or {})
+        run = services.run_start(owner=request.user, params=RunParams(**data))
+        return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RunDetailApi(ApiView):
+    @extend_schema(operation_id="runs_retrieve", responses={200: RunOutputSerializer, 404: ERROR})
+    def get(self, request, run_id: str):
+        return Response(RunOutputSerializer(selectors.run_get(run_id=run_id)).data)
+
+
+class RunCancelApi(ApiView):
+    @extend_schema(
+        operation_id="runs_cancel",
+        request=None,
+        responses={202: RunOutputSerializer, 400: ERROR, 404: ERROR, 503: ERROR},
+        description="Ask the trainer to cancel (a running run stops within one step); the state "
+        "becomes cancelled with the run's next events. A cancelled run exports nothing.",
+    )
+    def post(self, request, run_id: str):
+        run = services.run_cancel(run=selectors.run_get(run_id=run_id))
+        return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RunEventsApi(ApiView):
+    @extend_schema(
+        operation_id="runs_events",
+        parameters=[RunEventListInputSerializer],
+        responses={200: RunEventListOutputSerializer, 404: ERROR},
+        description="Stored events in seq order. Step and eval events are the metric history.",
+    )
+    def get(self, request, run_id: str):
+        query = _valid(RunEventListInputSerializer, request.query_params)
+        run = selectors.run_get(run_id=run_id)
+        events = selectors.run_event_list(
+            run=run, after_seq=query["after_seq"], limit=query["limit"], types=sorted(query.get("type") or ())
+        )
+        body = {
+            "run_id": run.run_id,
+            "state": run.state,
+            "finished": run.is_finished,
+            "events": [event.as_dict() for event in events],
+        }
+        return Response(body)
+
+
+class RunEventStreamApi(ApiView):
+    content_negotiation_class = IgnoreClientContentNegotiation
+
+    @extend_schema(
+        operation_id="runs_events_stream",
+        parameters=[
+            OpenApiParameter("after_seq", int, description="Start after this seq (first connect)."),
+            OpenApiParameter("Last-Event-ID", int, OpenApiParameter.HEADER, description="Set by EventSource."),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR, description="`id:` is the seq, `event:` the type, `data:` the event as JSON."
+            ),
+            204: OpenApiResponse(description="The run is finished and every event was sent: stop."),
+            404: ERROR,
+        },
+    )
+    def get(self, request, run_id: str):
+        run = selectors.run_get(run_id=run_id)
+        after_seq = resume_point(request)
+        if run.is_finished and run.last_seq <= after_seq:
+            return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+        stream = event_stream(
+            fetch_after=lambda seq: selectors.run_event_list(run=run, after_seq=seq, limit=200),
+            finished=lambda: selectors.run_is_finished(run=run),
+            after_seq=after_seq,
+            poll_s=settings.SYNTHTUNE_SSE_POLL_S,
+            max_s=settings.SYNTHTUNE_SSE_MAX_S,
+        )
+        return sse_response(stream)
+
+
+# --- adapters --------------------------------------------------------------------------
+
+
+class AdapterCollectionApi(ApiView):
+    @extend_schema(
+        operation_id="adapters_list",
+        parameters=[AdapterFilterSerializer],
+        responses={200: AdapterOutputSerializer(many=True)},
+    )
+    def get(self, request):
+        filters = _valid(AdapterFilterSerializer, request.query_params)
+        return paginated_response(
+            queryset=selectors.adapter_list(**filters),
+            serializer_class=AdapterOutputSerializer,
+            request=request,
+            view=self,
+        )
+
+
+class AdapterDetailApi(ApiView):
+    @extend_schema(operation_id="adapters_retrieve", responses={200: AdapterDetailOutputSerializer, 404: ERROR})
+    def get(self, request, name: str):
+        return Response(AdapterDetailOutputSerializer(selectors.adapter_get(name=name)).data)
+
+
+class AdapterManifestApi(ApiView):
+    content_negotiation_class = IgnoreClientContentNegotiation
+
+    @extend_schema(
+        operation_id="adapters_manifest",
+        responses={(200, "application/json"): OpenApiTypes.OBJECT, 404: ERROR},
+        description="manifest.json as exported (run id, base model, prompt format, datasets with "
+        "sha256, hyperparameters, final metrics, weights sha256), as a download.",
+    )
+    def get(self, request, name: str):
+        adapter = selectors.adapter_get(name=name)
+        path = selectors.adapter_manifest_path(adapter=adapter)
+        response = HttpResponse(path.read_bytes(), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="{adapter.name}.manifest.json"'
+        return response

@@ -1,0 +1,106 @@
+"""Reads: runs and adapters with filters, lookups that raise NotFound, events, the loss history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.db.models import QuerySet
+
+from control_plane.core.errors import NotFound
+from control_plane.datasets import storage
+from control_plane.runs.models import Adapter, Run, RunEvent
+
+MANIFEST = "manifest.json"
+
+
+def run_list(
+    *,
+    state: str | None = None,
+    base_model: str | None = None,
+    dataset: str | None = None,
+    owner: str | None = None,
+) -> QuerySet[Run]:
+    runs = Run.objects.select_related("owner", "adapter").prefetch_related("datasets")
+    if state:
+        runs = runs.filter(state=state)
+    if base_model:
+        runs = runs.filter(base_model=base_model)
+    if dataset:
+        runs = runs.filter(datasets__name=dataset)
+    if owner:
+        runs = runs.filter(owner__username=owner)
+    return runs.distinct()
+
+
+def run_get(*, run_id: str) -> Run:
+    try:
+        return (
+            Run.objects.select_related("owner", "adapter").prefetch_related("datasets").get(run_id=run_id)
+        )
+    except Run.DoesNotExist:
+        raise NotFound(f"No run {run_id!r}.", field="run_id") from None
+
+
+def run_pending_ids() -> list[str]:
+    """Runs whose streams the worker still has to follow."""
+    return list(Run.objects.exclude(state__in=Run.TERMINAL_STATES).values_list("run_id", flat=True))
+
+
+def run_event_list(
+    *, run: Run, after_seq: int = 0, limit: int | None = None, types: list[str] | None = None
+) -> list[RunEvent]:
+    events = run.events.filter(seq__gt=after_seq).order_by("seq")
+    if types:
+        events = events.filter(type__in=types)
+    return list(events[:limit] if limit else events)
+
+
+def run_is_finished(*, run: Run) -> bool:
+    """Fresh from the DB: the SSE stream asks this while the worker updates the run."""
+    state = Run.objects.filter(pk=run.pk).values_list("state", flat=True).first()
+    return state in Run.TERMINAL_STATES
+
+
+def run_loss_history(*, run: Run) -> dict[str, list[list[float]]]:
+    """The loss curve from the stored step and eval events: {"train": [[step, loss]...],
+    "eval": [[step, eval_loss]...]}, in step order."""
+    history: dict[str, list[list[float]]] = {"train": [], "eval": []}
+    for kind, payload in run.events.filter(type__in=("step", "eval")).order_by("seq").values_list(
+        "type", "payload"
+    ):
+        if kind == "step":
+            history["train"].append([payload["step"], payload["loss"]])
+        else:
+            history["eval"].append([payload["step"], payload["eval_loss"]])
+    return history
+
+
+def adapter_list(
+    *, base_model: str | None = None, run: str | None = None, search: str | None = None
+) -> QuerySet[Adapter]:
+    adapters = Adapter.objects.select_related("run")
+    if base_model:
+        adapters = adapters.filter(base_model=base_model)
+    if run:
+        adapters = adapters.filter(run__run_id=run)
+    if search:
+        adapters = adapters.filter(name__icontains=search)
+    return adapters
+
+
+def adapter_get(*, name: str) -> Adapter:
+    try:
+        return Adapter.objects.select_related("run").get(name=name)
+    except Adapter.DoesNotExist:
+        raise NotFound(f"No adapter named {name!r}.", field="name") from None
+
+
+def adapter_manifest_path(*, adapter: Adapter) -> Path:
+    """manifest.json of the adapter's folder under the data root (the file as exported)."""
+    path = storage.absolute(f"{adapter.path.rstrip('/')}/{MANIFEST}")
+    if not path.is_file():
+        raise NotFound(
+            f"The manifest of adapter {adapter.name!r} ({adapter.path}/{MANIFEST}) is missing from the data root."
+        )
+    return path
+

@@ -1,0 +1,203 @@
+"""The trainer service seen from the control plane: its client, and proto <-> plain data.
+
+Only this module knows the trainer proto; services get plain values from it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from control_plane.core.clients import ServiceClient, service_client
+from control_plane.runs.params import HYPERPARAMETERS, RunParams
+from synthtune.trainer.v1 import trainer_pb2 as pb
+from synthtune.trainer.v1.trainer_pb2_grpc import TrainerServiceStub
+
+# A watch stream is one call: bound it, and reconnect (after the last seq) when it ends.
+WATCH_DEADLINE_S = 300.0
+# StartRun reads and tokenizes the datasets and inspects the model before it answers.
+START_TIMEOUT_S = 120.0
+
+STATES = {
+    pb.RUN_STATE_VALIDATING: "validating",
+    pb.RUN_STATE_QUEUED: "queued",
+    pb.RUN_STATE_RUNNING: "running",
+    pb.RUN_STATE_SUCCEEDED: "succeeded",
+    pb.RUN_STATE_FAILED: "failed",
+    pb.RUN_STATE_CANCELLED: "cancelled",
+}
+_ALIASES = {
+    # The trainer's own config names, in case its errors name those rather than the proto's.
+    "r": "lora_r",
+    "alpha": "lora_alpha",
+    "dropout": "lora_dropout",
+    "lora.r": "lora_r",
+    "lora.alpha": "lora_alpha",
+    "lora.dropout": "lora_dropout",
+    "lora.target_modules": "target_modules",
+    "device.device": "device",
+    "device.quantize_4bit": "quantize_4bit",
+}
+_INDEX = re.compile(r"\[\d+\]$|\.\d+$")
+
+
+class FieldNames(dict):
+    """The service names proto fields (or its config's) in its errors; the API calls them
+    by its own names: hyperparameters.<name>, datasets, base_model, adapter_name.
+    A list index ("datasets[1]") is dropped: the message says which entry."""
+
+    def get(self, key, default=None):
+        for candidate in (key, _INDEX.sub("", key)):
+            if candidate in self:
+                return self[candidate]
+        return default
+
+
+FIELD_NAMES = FieldNames(
+    {
+        "datasets": "datasets",
+        "base_model": "base_model",
+        "base_model_id": "base_model",
+        "base_model_path": "base_model",
+        "adapter_name": "adapter_name",
+        "merge_full_model": "merge_full_model",
+        **{name: f"hyperparameters.{name}" for name in HYPERPARAMETERS},
+        **{f"hyperparameters.{name}": f"hyperparameters.{name}" for name in HYPERPARAMETERS},
+        **{f"training.{name}": f"hyperparameters.{name}" for name in HYPERPARAMETERS},
+        **{alias: f"hyperparameters.{name}" for alias, name in _ALIASES.items()},
+    }
+)
+
+
+def trainer_client() -> ServiceClient:
+    return service_client(
+        service="trainer",
+        address=settings.SYNTHTUNE_TRAINER_ADDR,
+        stub_factory=TrainerServiceStub,
+        field_names=FIELD_NAMES,
+    )
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A run as the service reported it in a reply."""
+
+    run_id: str
+    state: str
+    base_model: str
+    error: str
+    step: int
+    max_steps: int
+    epoch: float
+    adapter_path: str
+    prompt_format: str
+    queue_position: int
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    seq: int
+    type: str
+    payload: dict[str, Any]
+    time: datetime
+
+
+def start_request(params: RunParams, *, dataset_paths: list[str]) -> pb.StartRunRequest:
+    """`dataset_paths` are the datasets' files relative to the data root, in request order."""
+    hyper = pb.Hyperparameters()
+    for name, value in params.hyperparameters.items():
+        if name == "target_modules":
+            hyper.target_modules.extend(value)
+        else:
+            setattr(hyper, name, value)
+    return pb.StartRunRequest(
+        base_model=params.base_model,
+        datasets=dataset_paths,
+        hyperparameters=hyper,
+        adapter_name=params.adapter_name,
+        merge_full_model=params.merge_full_model,
+    )
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"unparsed": text[:2000]}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def run_snapshot(run: pb.Run) -> RunSnapshot:
+    return RunSnapshot(
+        run_id=run.run_id,
+        state=STATES.get(run.state, "validating"),
+        base_model=run.base_model,
+        error=run.error,
+        step=run.step,
+        max_steps=run.max_steps,
+        epoch=run.epoch,
+        adapter_path=run.adapter_path,
+        prompt_format=run.prompt_format,
+        queue_position=run.queue_position,
+        config=_json_object(run.config_json),
+        metrics=_json_object(run.metrics_json),
+        datasets=[
+            {
+                "path": report.path,
+                "sha256": report.sha256,
+                "rows": report.rows,
+                "format": report.format,
+                "truncated_rows": report.truncated_rows,
+                "max_tokens": report.max_tokens,
+            }
+            for report in run.datasets
+        ],
+    )
+
+
+def event_record(event: pb.RunEvent) -> EventRecord:
+    """A stored-event view of one stream message; payloads are plain JSON the API shows as is."""
+    kind = event.WhichOneof("kind") or "unknown"
+    if kind == "state_changed":
+        payload: dict[str, Any] = {
+            "state": STATES.get(event.state_changed.state, "validating"),
+            "error": event.state_changed.error,
+        }
+    elif kind == "step":
+        step = event.step
+        payload = {
+            "step": step.step,
+            "max_steps": step.max_steps,
+            "epoch": step.epoch,
+            "loss": step.loss,
+            "learning_rate": step.learning_rate,
+            "grad_norm": step.grad_norm,
+            "tokens_per_s": step.tokens_per_s,
+            "eta_s": step.eta_s,
+        }
+    elif kind == "eval":
+        payload = {"step": event.eval.step, "epoch": event.eval.epoch, "eval_loss": event.eval.eval_loss}
+    elif kind == "log":
+        payload = {"level": event.log.level, "message": event.log.message}
+    elif kind == "exported":
+        exported = event.exported
+        payload = {
+            "adapter_path": exported.adapter_path,
+            "adapter_name": exported.adapter_name,
+            "weights_sha256": exported.weights_sha256,
+            "merged_model_path": exported.merged_model_path,
+        }
+    else:
+        payload = {}
+    time = event.time.ToDatetime(tzinfo=UTC) if event.HasField("time") else datetime.now(UTC)
+    return EventRecord(seq=event.seq, type=kind, payload=payload, time=time)

@@ -1,0 +1,70 @@
+"""`python -m trainer_svc.child <run_dir>`: train one run in its own process.
+
+The service starts one per run (crash isolation, a real cancel, memory handed
+back at the end). Events go to the parent as JSON lines on the original
+stdout; everything libraries print goes to stderr (the run's child.log).
+SIGTERM asks training to stop within one step (cancel). The kernel sends
+SIGTERM here too if the service dies, so a run never trains unsupervised.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from synthtune.errors import SynthtuneError
+
+logger = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: the parent's shutdown still stops us
+        pass
+
+
+def _event_stream():
+    """A writer on the real stdout; fd 1 then points at stderr so stray prints can't corrupt events."""
+    events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return events
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    events = _event_stream()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    lock = threading.Lock()  # trainer callbacks and the log handler may emit from other threads
+
+    def emit(event: dict) -> None:
+        with lock:
+            events.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+
+    config = json.loads((Path(argv[0]) / "config.json").read_text(encoding="utf-8"))
+    from trainer_svc import training  # heavy imports after the signal handler is in place
+
+    try:
+        training.main(config, on_event=emit, should_stop=stop)
+    except SynthtuneError as exc:
+        emit({"type": "error", "message": exc.message})
+        return 2
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the run
+        logger.exception("training failed")
+        emit({"type": "error", "message": f"{type(exc).__name__}: {exc}"})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,36 @@
+"""Trainer settings: the only module that reads the environment.
+
+Every variable, with its default:
+- SYNTHTUNE_TRAINER_LISTEN          127.0.0.1:50052  host:port the gRPC server binds
+- SYNTHTUNE_MODELS_ROOT             ./var/models     folder of local base models, by name
+- SYNTHTUNE_TRAINER_CANCEL_GRACE_S  60               after a cancel, how long a run may take to stop
+                                                      before its process is killed
+plus the shared SYNTHTUNE_* settings of synthtune.settings.CommonSettings.
+One run trains at a time (one per device); the others wait in the queue.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from synthtune.settings import CommonSettings, SettingsError, env_alias
+from synthtune.settings import load_settings as _load
+
+
+class TrainerSettings(CommonSettings):
+    listen: str = Field(default="127.0.0.1:50052", validation_alias=env_alias("SYNTHTUNE_TRAINER_LISTEN", "listen"),
+                        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
+    models_root: Path = Field(default=Path("./var/models"),
+                              validation_alias=env_alias("SYNTHTUNE_MODELS_ROOT", "models_root"))
+    cancel_grace_s: float = Field(default=60.0, gt=0, le=3600,
+                                  validation_alias=env_alias("SYNTHTUNE_TRAINER_CANCEL_GRACE_S", "cancel_grace_s"))
+
+
+def load_settings(**overrides) -> TrainerSettings:
+    """Read the environment once (keyword overrides win, for tests); raise SettingsError if bad."""
+    return _load(TrainerSettings, **overrides)
+
+
+__all__ = ["SettingsError", "TrainerSettings", "load_settings"]

@@ -1,0 +1,269 @@
+"""Runs from request to result: validate, queue, train in a child process, report.
+
+One run trains at a time (one per device); the others wait in the queue, in
+order. A run's child process reports JSON events on a pipe; the manager turns
+them into the run's numbered event log and state. If the child dies without
+finishing, the run fails with the reason (its error, exit code or signal), and
+the service keeps serving. On start, runs left running by a previous service
+are failed as interrupted; queued runs carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import signal
+import sys
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from synthtune.errors import FailedPrecondition, InvalidArgument, Unavailable
+from synthtune.eventlog import Event, follow
+from synthtune.files import atomic_write_bytes
+from synthtune.paths import validate_name
+from trainer_svc.config import TrainerSettings
+from trainer_svc.runs import INTERRUPTED, TERMINAL, Run, RunState, RunStore
+
+logger = logging.getLogger(__name__)
+
+_BASE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+WATCH_POLL_S = 1.0
+
+
+@dataclass
+class RunRequest:
+    """What a caller asks for; hyperparameters hold only the fields they set."""
+
+    base_model: str
+    datasets: list[str]
+    lora: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    device: dict[str, Any] = field(default_factory=dict)
+    adapter_name: str = ""
+    merge_full_model: bool = False
+
+
+class RunManager:
+    def __init__(self, *, settings: TrainerSettings):
+        self.settings = settings
+        self.store = RunStore(settings.data_root)
+        self._queue: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._current: asyncio.subprocess.Process | None = None
+        self._current_run: Run | None = None
+        self._cancel_requested: set[str] = set()
+        self._scheduler: asyncio.Task | None = None
+        self._closing = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Fail runs a previous service left running; queue the queued ones again."""
+        for run in self.store.load():
+            if run.state == RunState.QUEUED:
+                self._queue.append(run.run_id)
+            else:
+                self.store.set_state(run, RunState.FAILED, error=INTERRUPTED)
+                logger.warning("run interrupted by a service restart", extra={"run_id": run.run_id})
+
+    def start_scheduler(self) -> None:
+        self._scheduler = asyncio.create_task(self._schedule(), name="run-scheduler")
+
+    async def shutdown(self) -> None:
+        """Stop the scheduler and the running child; its run is failed as interrupted."""
+        self._closing = True
+        if self._scheduler:
+            self._scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler
+        run, proc = self._current_run, self._current
+        if proc and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        if run and run.state not in TERMINAL:
+            self.store.set_state(run, RunState.FAILED, error=INTERRUPTED)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def start(self, request: RunRequest) -> Run:
+        """Validate (state validating), then queue. Bad input raises and leaves nothing behind."""
+        if self._closing:
+            raise Unavailable("the trainer is shutting down; try again shortly.")
+        _check_base_model(request.base_model)
+        if request.adapter_name:
+            validate_name(request.adapter_name, field="adapter_name")
+        run = Run(run_id=uuid.uuid4().hex, base_model=request.base_model)
+        config = self._run_config(run.run_id, request)
+        self.store.add(run)
+        try:
+            from trainer_svc import training  # heavy: keep it out of service start-up
+
+            plan = await asyncio.to_thread(training.validate_run, config)
+        except BaseException:
+            self.store.forget(run)
+            raise
+        atomic_write_bytes(self.store.run_dir(run.run_id) / "config.json", json.dumps(config, indent=1).encode())
+        self._record_plan(run, plan.to_dict())
+        self.store.set_state(run, RunState.QUEUED)
+        self._queue.append(run.run_id)
+        self._wake.set()
+        return run
+
+    async def cancel(self, run_id: str) -> Run:
+        run = self.store.get(run_id)
+        if run.state in TERMINAL:
+            raise FailedPrecondition(f"run {run_id} already {run.state}; nothing to cancel.", field="run_id")
+        if run.state == RunState.QUEUED:
+            self._queue.remove(run_id)
+            self.store.set_state(run, RunState.CANCELLED, error="cancelled by request")
+            return run
+        self._cancel_requested.add(run_id)
+        if self._current_run is run and self._current and self._current.returncode is None:
+            self._current.send_signal(signal.SIGTERM)  # the child stops within one step
+            asyncio.get_running_loop().call_later(self.settings.cancel_grace_s, self._kill_if_still, run_id)
+            self.store.append(run, "log", {"level": "info", "message": "cancel requested; stopping after this step"})
+        return run
+
+    def get(self, run_id: str) -> Run:
+        return self.store.get(run_id)
+
+    def list(self) -> list[Run]:
+        return self.store.list()
+
+    def queue_position(self, run: Run) -> int:
+        return self._queue.index(run.run_id) + 1 if run.run_id in self._queue else 0
+
+    async def watch(self, run_id: str, *, after_seq: int) -> AsyncIterator[Event]:
+        run = self.store.get(run_id)
+        async for event in follow(self.store.log(run_id), after_seq=after_seq,
+                                  finished=lambda: run.state in TERMINAL, poll_s=WATCH_POLL_S):
+            yield event
+
+    # -- scheduling and the child process -----------------------------------------------------
+
+    async def _schedule(self) -> None:
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            run = self.store.get(self._queue.popleft())
+            try:
+                await self._train(run)
+            except Exception:  # noqa: BLE001 - one broken run must not stop the queue
+                logger.exception("run failed to start", extra={"run_id": run.run_id})
+                if run.state not in TERMINAL:
+                    self.store.set_state(run, RunState.FAILED, error="the training process could not be started")
+
+    async def _train(self, run: Run) -> None:
+        run_dir = self.store.run_dir(run.run_id)
+        with (run_dir / "child.log").open("ab") as child_log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "trainer_svc.child", str(run_dir),
+                stdout=asyncio.subprocess.PIPE, stderr=child_log, limit=1 << 24,
+            )
+        self._current, self._current_run = proc, run
+        run.pid = proc.pid
+        self.store.set_state(run, RunState.RUNNING)
+        error = ""
+        try:
+            async for line in proc.stdout:
+                event = json.loads(line)
+                if event.get("type") == "error":
+                    error = event["message"]
+                else:
+                    self._on_child_event(run, event)
+            returncode = await proc.wait()
+        finally:
+            self._current = self._current_run = None
+        if run.state not in TERMINAL:
+            self._finish_without_result(run, returncode=returncode, error=error)
+        self._cancel_requested.discard(run.run_id)
+
+    def _finish_without_result(self, run: Run, *, returncode: int, error: str) -> None:
+        if run.run_id in self._cancel_requested:
+            self.store.set_state(run, RunState.CANCELLED, error="cancelled by request")
+        elif error:
+            self.store.set_state(run, RunState.FAILED, error=error)
+        elif returncode < 0:
+            name = signal.Signals(-returncode).name
+            self.store.set_state(run, RunState.FAILED, error=f"the training process was killed by {name}")
+        else:
+            self.store.set_state(run, RunState.FAILED, error=f"the training process exited with code {returncode}")
+
+    def _kill_if_still(self, run_id: str) -> None:
+        if self._current_run and self._current_run.run_id == run_id and self._current.returncode is None:
+            logger.warning("run did not stop after cancel; killing it", extra={"run_id": run_id})
+            self._current.kill()
+
+    def _on_child_event(self, run: Run, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "log":
+            self.store.append(run, "log", {"level": event.get("level", "info"), "message": event.get("message", "")})
+        elif kind == "started":
+            run.max_steps = int(event.get("max_steps") or 0)
+            self.store.append(run, "log", {"level": "info", "message": (
+                f"training {run.max_steps} steps on {event.get('device')} ({event.get('dtype')}), "
+                f"{event.get('train_rows')} train / {event.get('eval_rows')} eval rows, "
+                f"{event.get('wrapped_modules')} LoRA modules, {event.get('trainable_params')} trainable parameters")})
+        elif kind == "step":
+            run.step, run.max_steps, run.epoch = int(event["step"]), int(event["max_steps"]), float(event["epoch"] or 0)
+            self.store.append(run, "step", {k: event.get(k) for k in (
+                "step", "max_steps", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s")})
+        elif kind == "eval":
+            self.store.append(run, "eval", {k: event.get(k) for k in ("step", "epoch", "eval_loss")})
+        elif kind == "exported":
+            run.adapter_name, run.adapter_path = event["name"], event["path"]
+            self.store.save(run)
+            self.store.append(run, "exported", {
+                "adapter_name": event["name"], "adapter_path": event["path"],
+                "weights_sha256": event.get("weights_sha256", ""), "merged_model_path": event.get("merged_path") or "",
+            })
+        elif kind == "finished":
+            run.metrics = event.get("metrics") or {}
+            status = RunState.SUCCEEDED if event.get("status") == "succeeded" else RunState.CANCELLED
+            self.store.set_state(run, status, error="" if status == RunState.SUCCEEDED else "cancelled by request")
+        # "validated" and "cancelled" add nothing the parent doesn't already know.
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _run_config(self, run_id: str, request: RunRequest) -> dict[str, Any]:
+        local = self.settings.models_root / request.base_model
+        return {
+            "run_id": run_id,
+            "data_root": str(self.settings.data_root.resolve()),
+            "datasets": list(request.datasets),
+            "base_model_id": request.base_model,
+            "base_model_path": str(local.resolve()) if (local / "config.json").is_file() else None,
+            "adapter_name": request.adapter_name or None,
+            "lora": dict(request.lora),
+            "training": {**request.training, "merge_full_model": request.merge_full_model},
+            "device": dict(request.device),
+        }
+
+    def _record_plan(self, run: Run, plan: dict[str, Any]) -> None:
+        data = plan["data"]
+        run.plan = plan
+        run.prompt_format = data["prompt_format"]
+        run.datasets = [{k: d[k] for k in ("path", "sha256", "rows", "format", "size_bytes")} for d in data["datasets"]]
+        run.train_rows, run.eval_rows, run.truncated_rows = data["train_rows"], data["eval_rows"], data["truncated_rows"]
+        self.store.save(run)
+        self.store.append(run, "log", {"level": "info", "message": (
+            f"validated: {data['rows']} rows ({run.prompt_format} format), {run.train_rows} train / "
+            f"{run.eval_rows} eval, {run.truncated_rows} longer than max_length {data['max_length']}")})
+        for warning in data.get("warnings", []):
+            self.store.append(run, "log", {"level": "warning", "message": warning})
+
+
+def _check_base_model(base_model: str) -> None:
+    if not base_model:
+        raise InvalidArgument("base_model is required, e.g. microsoft/Phi-3-mini-4k-instruct.", field="base_model")
+    if ".." in base_model or not _BASE_MODEL_RE.match(base_model):
+        raise InvalidArgument(
+            f"base_model {base_model!r} must be a model id like 'org/name' or a folder name under the models "
+            "root: letters, digits, '.', '-', '_', at most one '/', no '..'.", field="base_model")
