@@ -83,6 +83,59 @@ class Client:
             f"/api/v1/generation-jobs/{job_id}/events/stream/", state=lambda: self.generation_job(job_id)["state"]
         )
 
+    # --- fine-tuning runs and adapters ------------------------------------------------
+
+    def start_run(
+        self,
+        *,
+        datasets: list[str],
+        base_model: str | None = None,
+        hyperparameters: dict[str, Any] | None = None,
+        adapter_name: str = "",
+        merge_full_model: bool = False,
+    ) -> dict:
+        """Start a LoRA fine-tune on `datasets` (names); unset hyperparameters take the trainer's defaults."""
+        body: dict[str, Any] = {
+            "datasets": datasets,
+            "hyperparameters": hyperparameters or {},
+            "adapter_name": adapter_name,
+            "merge_full_model": merge_full_model,
+        }
+        if base_model:
+            body["base_model"] = base_model
+        return self.request("POST", "/api/v1/runs/", json=body)
+
+    def run(self, run_id: str) -> dict:
+        return self.request("GET", f"/api/v1/runs/{run_id}/")
+
+    def runs(self, **filters: str) -> list[dict]:
+        """The first page of runs, newest first; filters: state, base_model, dataset, owner."""
+        return self.request("GET", "/api/v1/runs/", params=filters)["results"]
+
+    def cancel_run(self, run_id: str) -> dict:
+        return self.request("POST", f"/api/v1/runs/{run_id}/cancel/")
+
+    def run_events(self, run_id: str, *, after_seq: int = 0, types: list[str] | None = None) -> dict:
+        params: dict[str, Any] = {"after_seq": after_seq}
+        if types:
+            params["type"] = types
+        return self.request("GET", f"/api/v1/runs/{run_id}/events/", params=params)
+
+    def follow_run(self, run_id: str) -> Iterator[SseEvent]:
+        """Every event of a run (state, step metrics, eval, logs, export) until it ends."""
+        yield from self._follow(f"/api/v1/runs/{run_id}/events/stream/", state=lambda: self.run(run_id)["state"])
+
+    def adapters(self, **filters: str) -> list[dict]:
+        """The first page of adapters, newest first; filters: base_model, run, search."""
+        return self.request("GET", "/api/v1/adapters/", params=filters)["results"]
+
+    def adapter(self, name: str) -> dict:
+        return self.request("GET", f"/api/v1/adapters/{name}/")
+
+    def adapter_manifest(self, name: str) -> dict:
+        """The adapter's manifest.json as exported (lineage: run, base model, datasets, metrics)."""
+        return self.request("GET", f"/api/v1/adapters/{name}/manifest/")
+
     def _follow(self, stream_path: str, *, state) -> Iterator[SseEvent]:
         # The server ends each stream after a while (and answers 204 once the job is over);
         # like EventSource, reconnect with Last-Event-ID until a terminal state arrives.

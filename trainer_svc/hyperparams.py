@@ -226,7 +226,8 @@ def _build(klass, data: dict[str, Any], *, prefix: str):
     try:
         return klass(**data)
     except TypeError as exc:  # a required field is missing
-        raise InvalidArgument(f"{prefix.rstrip('.') or 'config'}: {exc}", field=prefix.rstrip(".") or "config")
+        where = prefix.rstrip(".") or "config"
+        raise InvalidArgument(f"{where}: {exc}", field=where) from exc
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,11 @@ class RunManager:
     # -- life cycle ---------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """Fail runs a previous service left running; queue the queued ones again."""
+        """Fail runs a previous service left running; queue the queued ones again; drop half exports."""
+        from trainer_svc.export import remove_stale_exports
+
+        for name in remove_stale_exports(self.settings.data_root):
+            logger.warning("removed an unfinished export", extra={"folder": name})
         for run in self.store.load():
             if run.state == RunState.QUEUED:
                 self._queue.append(run.run_id)

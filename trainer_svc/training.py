@@ -29,6 +29,18 @@ Events, passed to `on_event` as JSON-ready dicts, each with "type" and "time" (u
 A failure raises instead (a SynthtuneError for bad input, anything else for a crash);
 the caller reports it.
 
+Packing (the default, TrainingOptions.packing): rows are packed best-fit-decreasing
+into bins of max_length tokens and trained padding-free (trl packing="bfd"): position
+ids restart per row, and transformers turns them into a block-diagonal mask, so rows
+never attend to each other, also with sdpa (no flash-attn needed). Measured on this
+CPU (1 thread, rows of 10 to 600 tokens, max_length 512, tokens/s of real tokens over
+optimizer steps): 1.3x to 1.6x the old app's padded batches of 2 on tiny-phi3, 1.4x on
+an 18M-parameter Phi-3; 1.7x to 2.3x against batches padded to max_length. It is the
+default because it never computes a padding token; its cost is that an epoch takes
+fewer, larger steps. Without flash attention a padding-free batch is ONE flattened
+sequence whose attention grows with the square of its length, so two bins per
+micro-step were slower than one on the CPU: CPU and MPS default to batch_size 1.
+
 Cancel: `should_stop()` is polled after every micro-batch and optimizer step; once it
 returns true training stops within that step, the per-epoch eval is skipped, and
 NOTHING is exported: a partial adapter is discarded, never published to adapters/,

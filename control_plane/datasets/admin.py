@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import PurePosixPath
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -78,6 +79,7 @@ class DatasetAdmin(ReadOnlyAdmin):
     )
     change_list_template = "admin/datasets/dataset/change_list.html"
     change_form_template = "admin/datasets/dataset/change_form.html"
+    actions = ("fine_tune",)
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -105,6 +107,16 @@ class DatasetAdmin(ReadOnlyAdmin):
             "jobs": dataset.jobs.all(),
         }
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def has_fine_tune_permission(self, request) -> bool:
+        return request.user.has_perm("runs.add_run")
+
+    @admin.action(description="Fine-tune on the selected datasets", permissions=["fine_tune"])
+    def fine_tune(self, request, queryset):
+        """Open the Fine-tune form (the runs admin) with the selected datasets ticked."""
+        names = list(queryset.order_by("name").values_list("name", flat=True))
+        query = urlencode({"datasets": names}, doseq=True)
+        return HttpResponseRedirect(f"{reverse('admin:runs_run_fine_tune')}?{query}")
 
     def _require_add(self, request) -> None:
         if not request.user.has_perm("datasets.add_dataset"):

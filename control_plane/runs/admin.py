@@ -36,25 +36,33 @@ def _form_error(form, exc: SynthtuneError) -> None:
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
-    list_display = ("run_id", "state", "base_model", "progress", "loss", "adapter_link", "owner", "created_at")
+    list_display = (
+        "run_id",
+        "state",
+        "base_model",
+        "progress",
+        "loss",
+        "adapter_link",
+        "owner",
+        "created_at",
+    )
     list_filter = ("state", "base_model", "created_at")
     search_fields = ("run_id", "base_model", "datasets__name")
     list_select_related = ("owner", "adapter")
+    # State, error, step and epoch are in the live progress panel above the fields.
     fields = (
         "run_id",
-        "state",
-        "error",
         "base_model",
         "datasets",
         "adapter_link",
         "prompt_format",
-        "step",
-        "max_steps",
-        "epoch",
         "queue_position",
         "hyperparameters",
         "config",
         "dataset_reports",
+        "train_rows",
+        "eval_rows",
+        "truncated_rows",
         "metrics",
         "merge_full_model",
         "last_seq",
@@ -80,7 +88,9 @@ class RunAdmin(ReadOnlyAdmin):
         adapter = _adapter_of(run)
         if adapter is None:
             return "-"
-        return format_html('<a href="{}">{}</a>', reverse("admin:runs_adapter_change", args=[adapter.pk]), adapter.name)
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:runs_adapter_change", args=[adapter.pk]), adapter.name
+        )
 
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm("runs.change_run")
@@ -175,6 +185,15 @@ class AdapterAdmin(ReadOnlyAdmin):
         "created_at",
         "manifest_view",
     )
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.by_name_view)
+        return [path("by-name/", view, name="runs_adapter_by_name"), *super().get_urls()]
+
+    def by_name_view(self, request):
+        """?name=: the adapter's page by name (the run page's live events know the name, not the id)."""
+        adapter = get_object_or_404(Adapter, name=request.GET.get("name", ""))
+        return HttpResponseRedirect(reverse("admin:runs_adapter_change", args=[adapter.pk]))
 
     @admin.display(description="Run")
     def run_link(self, adapter: Adapter):

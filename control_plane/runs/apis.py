@@ -26,7 +26,9 @@ ERROR = OpenApiResponse(description='Error body: {"message", "code", "extra"}')
 class HyperparametersInputSerializer(serializers.Serializer):
     """Every field optional: unset ones take the trainer's per-device defaults."""
 
-    lora_r = serializers.IntegerField(min_value=1, max_value=limits.MAX_RANK, required=False, help_text="LoRA rank.")
+    lora_r = serializers.IntegerField(
+        min_value=1, max_value=limits.MAX_RANK, required=False, help_text="LoRA rank."
+    )
     lora_alpha = serializers.FloatField(
         min_value=0, max_value=limits.MAX_ALPHA, required=False, help_text="> 0; default 2 * lora_r."
     )
@@ -55,7 +57,10 @@ class HyperparametersInputSerializer(serializers.Serializer):
         help_text="Tokens per row; at most the model's context length.",
     )
     eval_fraction = serializers.FloatField(
-        min_value=0, max_value=limits.MAX_EVAL_FRACTION, required=False, help_text="Held-out share, in [0, 0.5)."
+        min_value=0,
+        max_value=limits.MAX_EVAL_FRACTION,
+        required=False,
+        help_text="Held-out share, in [0, 0.5).",
     )
     packing = serializers.BooleanField(required=False, allow_null=True, help_text="Padding-free packing.")
     seed = serializers.IntegerField(min_value=0, max_value=limits.MAX_SEED, required=False)
@@ -108,6 +113,9 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "base_model",
             "datasets",
             "dataset_reports",
+            "train_rows",
+            "eval_rows",
+            "truncated_rows",
             "hyperparameters",
             "config",
             "adapter_name",
@@ -198,12 +206,17 @@ def _valid(serializer_class, data) -> dict:
 
 class RunCollectionApi(ApiView):
     @extend_schema(
-        operation_id="runs_list", parameters=[RunFilterSerializer], responses={200: RunOutputSerializer(many=True)}
+        operation_id="runs_list",
+        parameters=[RunFilterSerializer],
+        responses={200: RunOutputSerializer(many=True)},
     )
     def get(self, request):
         filters = _valid(RunFilterSerializer, request.query_params)
         return paginated_response(
-            queryset=selectors.run_list(**filters), serializer_class=RunOutputSerializer, request=request, view=self
+            queryset=selectors.run_list(**filters),
+            serializer_class=RunOutputSerializer,
+            request=request,
+            view=self,
         )
 
     @extend_schema(
@@ -269,11 +282,14 @@ class RunEventStreamApi(ApiView):
         operation_id="runs_events_stream",
         parameters=[
             OpenApiParameter("after_seq", int, description="Start after this seq (first connect)."),
-            OpenApiParameter("Last-Event-ID", int, OpenApiParameter.HEADER, description="Set by EventSource."),
+            OpenApiParameter(
+                "Last-Event-ID", int, OpenApiParameter.HEADER, description="Set by EventSource."
+            ),
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR, description="`id:` is the seq, `event:` the type, `data:` the event as JSON."
+                OpenApiTypes.STR,
+                description="`id:` is the seq, `event:` the type, `data:` the event as JSON.",
             ),
             204: OpenApiResponse(description="The run is finished and every event was sent: stop."),
             404: ERROR,
@@ -314,7 +330,9 @@ class AdapterCollectionApi(ApiView):
 
 
 class AdapterDetailApi(ApiView):
-    @extend_schema(operation_id="adapters_retrieve", responses={200: AdapterDetailOutputSerializer, 404: ERROR})
+    @extend_schema(
+        operation_id="adapters_retrieve", responses={200: AdapterDetailOutputSerializer, 404: ERROR}
+    )
     def get(self, request, name: str):
         return Response(AdapterDetailOutputSerializer(selectors.adapter_get(name=name)).data)
 

@@ -23,9 +23,14 @@ class FineTuneForm(forms.Form):
         initial=limits.DEFAULT_BASE_MODEL,
         help_text="Canonical model id, recorded in the adapter; the trainer loads its local copy.",
     )
-    epochs = forms.FloatField(required=False, min_value=0, max_value=limits.MAX_EPOCHS, help_text="In (0, 100].")
+    epochs = forms.FloatField(
+        required=False, min_value=0, max_value=limits.MAX_EPOCHS, help_text="In (0, 100]."
+    )
     learning_rate = forms.FloatField(
-        required=False, min_value=0, max_value=limits.MAX_LEARNING_RATE, help_text="In (0, 1]; LoRA: 1e-4 to 1e-3."
+        required=False,
+        min_value=0,
+        max_value=limits.MAX_LEARNING_RATE,
+        help_text="In (0, 1]; LoRA: 1e-4 to 1e-3.",
     )
     lora_r = forms.IntegerField(required=False, min_value=1, max_value=limits.MAX_RANK, label="LoRA rank")
     lora_alpha = forms.FloatField(required=False, min_value=0, max_value=limits.MAX_ALPHA, label="LoRA alpha")
@@ -36,15 +41,25 @@ class FineTuneForm(forms.Form):
         help_text="Comma-separated module names, or all-linear; empty: resolved per architecture.",
     )
     batch_size = forms.IntegerField(required=False, min_value=1, max_value=limits.MAX_BATCH_SIZE)
-    gradient_accumulation_steps = forms.IntegerField(required=False, min_value=1, max_value=limits.MAX_GRAD_ACCUM)
+    gradient_accumulation_steps = forms.IntegerField(
+        required=False, min_value=1, max_value=limits.MAX_GRAD_ACCUM
+    )
     max_length = forms.IntegerField(
-        required=False, min_value=limits.MIN_MAX_LENGTH, max_value=limits.MAX_MAX_LENGTH, help_text="Tokens per row."
+        required=False,
+        min_value=limits.MIN_MAX_LENGTH,
+        max_value=limits.MAX_MAX_LENGTH,
+        help_text="Tokens per row.",
     )
     eval_fraction = forms.FloatField(
-        required=False, min_value=0, max_value=limits.MAX_EVAL_FRACTION, help_text="Held-out share, in [0, 0.5)."
+        required=False,
+        min_value=0,
+        max_value=limits.MAX_EVAL_FRACTION,
+        help_text="Held-out share, in [0, 0.5).",
     )
     adapter_name = forms.CharField(
-        required=False, max_length=256, help_text="Stem of the versioned adapter name; default from the base model."
+        required=False,
+        max_length=256,
+        help_text="Stem of the versioned adapter name; default from the base model.",
     )
     merge_full_model = forms.BooleanField(required=False, label="Also export a merged full model")
 

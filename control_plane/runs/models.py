@@ -30,12 +30,24 @@ class Run(models.Model):
     run_id = models.CharField(max_length=64, unique=True, help_text="The trainer service's id.")
     datasets = models.ManyToManyField(Dataset, related_name="runs")
     base_model = models.CharField(max_length=256)
-    hyperparameters = models.JSONField(default=dict, blank=True, help_text="As requested (unset ones omitted).")
-    config = models.JSONField(default=dict, blank=True, help_text="As resolved by the trainer, defaults filled in.")
-    dataset_reports = models.JSONField(
-        default=list, blank=True, help_text="The trainer's validation: rows, format, sha256, truncated rows."
+    hyperparameters = models.JSONField(
+        default=dict, blank=True, help_text="As requested (unset ones omitted)."
     )
-    adapter_name = models.CharField(max_length=128, blank=True, help_text="Requested stem of the adapter name.")
+    config = models.JSONField(
+        default=dict, blank=True, help_text="As resolved by the trainer, defaults filled in."
+    )
+    dataset_reports = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The trainer's report per dataset: path, sha256, rows, format, size.",
+    )
+    # From the trainer's validation: the split, and rows longer than max_length (they get truncated).
+    train_rows = models.PositiveIntegerField(default=0)
+    eval_rows = models.PositiveIntegerField(default=0)
+    truncated_rows = models.PositiveIntegerField(default=0)
+    adapter_name = models.CharField(
+        max_length=128, blank=True, help_text="Requested stem of the adapter name."
+    )
     merge_full_model = models.BooleanField(default=False)
     state = models.CharField(max_length=16, choices=State, default=State.VALIDATING)
     error = models.TextField(blank=True)

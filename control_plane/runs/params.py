@@ -63,7 +63,8 @@ def check_hyperparameters(values: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(values) - set(HYPERPARAMETERS))
     if unknown:
         raise InvalidArgument(
-            f"unknown hyperparameter {unknown[0]!r}; known: {', '.join(HYPERPARAMETERS)}.", field=_field(unknown[0])
+            f"unknown hyperparameter {unknown[0]!r}; known: {', '.join(HYPERPARAMETERS)}.",
+            field=_field(unknown[0]),
         )
     checked: dict[str, Any] = {}
     for name, value in values.items():
@@ -77,7 +78,9 @@ def check_hyperparameters(values: dict[str, Any]) -> dict[str, Any]:
             checked[name] = value
         elif name == "device":
             if value not in DEVICES:
-                raise InvalidArgument(f"device must be one of {', '.join(DEVICES)}, not {value!r}.", field=_field(name))
+                raise InvalidArgument(
+                    f"device must be one of {', '.join(DEVICES)}, not {value!r}.", field=_field(name)
+                )
             checked[name] = value
         else:
             checked[name] = _target_modules(value)
@@ -93,7 +96,9 @@ def _number(name: str, value: Any, kind: type, low: float, high: float, low_open
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise InvalidArgument(f"{name}={value:g} is out of range: it must be in {interval}.", field=_field(name))
+        raise InvalidArgument(
+            f"{name}={value:g} is out of range: it must be in {interval}.", field=_field(name)
+        )
     return kind(value)
 
 
@@ -101,10 +106,13 @@ def _target_modules(value: Any) -> list[str]:
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise InvalidArgument("target_modules must be a list of module names.", field=_field("target_modules"))
+        raise InvalidArgument(
+            "target_modules must be a list of module names.", field=_field("target_modules")
+        )
     if len(value) > MAX_TARGET_MODULES:
         raise InvalidArgument(
-            f"target_modules lists {len(value)} names; at most {MAX_TARGET_MODULES}.", field=_field("target_modules")
+            f"target_modules lists {len(value)} names; at most {MAX_TARGET_MODULES}.",
+            field=_field("target_modules"),
         )
     for item in value:
         if not _MODULE_RE.match(item) or ".." in item:

@@ -34,9 +34,7 @@ def run_list(
 
 def run_get(*, run_id: str) -> Run:
     try:
-        return (
-            Run.objects.select_related("owner", "adapter").prefetch_related("datasets").get(run_id=run_id)
-        )
+        return Run.objects.select_related("owner", "adapter").prefetch_related("datasets").get(run_id=run_id)
     except Run.DoesNotExist:
         raise NotFound(f"No run {run_id!r}.", field="run_id") from None
 
@@ -61,17 +59,22 @@ def run_is_finished(*, run: Run) -> bool:
     return state in Run.TERMINAL_STATES
 
 
-def run_loss_history(*, run: Run) -> dict[str, list[list[float]]]:
+def run_loss_history(*, run: Run, max_points: int = 2000) -> dict[str, list[list[float]]]:
     """The loss curve from the stored step and eval events: {"train": [[step, loss]...],
-    "eval": [[step, eval_loss]...]}, in step order."""
+    "eval": [[step, eval_loss]...]}, in step order. A longer train series is thinned evenly
+    to about `max_points` (its last point kept), which is all a page-wide chart can show."""
     history: dict[str, list[list[float]]] = {"train": [], "eval": []}
-    for kind, payload in run.events.filter(type__in=("step", "eval")).order_by("seq").values_list(
-        "type", "payload"
+    for kind, payload in (
+        run.events.filter(type__in=("step", "eval")).order_by("seq").values_list("type", "payload")
     ):
         if kind == "step":
             history["train"].append([payload["step"], payload["loss"]])
         else:
             history["eval"].append([payload["step"], payload["eval_loss"]])
+    train = history["train"]
+    if len(train) > max_points:
+        stride = -(-len(train) // max_points)  # ceiling division
+        history["train"] = train[::stride] + ([train[-1]] if (len(train) - 1) % stride else [])
     return history
 
 
@@ -103,4 +106,3 @@ def adapter_manifest_path(*, adapter: Adapter) -> Path:
             f"The manifest of adapter {adapter.name!r} ({adapter.path}/{MANIFEST}) is missing from the data root."
         )
     return path
-

@@ -46,13 +46,15 @@ def _training_datasets(names: list[str]) -> list[Dataset]:
             raise InvalidArgument(f"No dataset named {name!r}.", field="datasets")
         if dataset.status != Dataset.Status.READY:
             raise InvalidArgument(
-                f"Dataset {name!r} is {dataset.status}; only ready datasets can be trained on.", field="datasets"
+                f"Dataset {name!r} is {dataset.status}; only ready datasets can be trained on.",
+                field="datasets",
             )
         if dataset.rows == 0:
             raise InvalidArgument(f"Dataset {name!r} is empty: it has no rows to train on.", field="datasets")
         if not storage.absolute(dataset.path).is_file():
             raise InvalidArgument(
-                f"The file {dataset.path} of dataset {name!r} is missing from the data root.", field="datasets"
+                f"The file {dataset.path} of dataset {name!r} is missing from the data root.",
+                field="datasets",
             )
         datasets.append(dataset)
     return datasets
@@ -95,6 +97,9 @@ def _snapshot_fields(snapshot: RunSnapshot, *, state: bool) -> dict[str, Any]:
         "dataset_reports": snapshot.datasets,
         "prompt_format": snapshot.prompt_format,
         "queue_position": snapshot.queue_position,
+        "train_rows": snapshot.train_rows,
+        "eval_rows": snapshot.eval_rows,
+        "truncated_rows": snapshot.truncated_rows,
     }
     if state:
         fields.update(
@@ -131,7 +136,7 @@ def run_refresh(*, run_id: str) -> Run:
     with transaction.atomic():
         run = Run.objects.select_for_update().get(run_id=run_id)
         for name, value in _snapshot_fields(snapshot, state=False).items():
-            if value or name == "queue_position":
+            if value or name in ("queue_position", "truncated_rows"):
                 setattr(run, name, value)
         if snapshot.metrics:
             run.metrics = {**run.metrics, **snapshot.metrics}
@@ -170,7 +175,8 @@ def _record_adapter(run: Run, payload: dict[str, Any], read: dict[str, Any]) -> 
         logger.warning("adapter manifest unreadable", extra={"run_id": run.run_id, "reason": read["error"]})
     elif manifest.get("weights_sha256") not in (None, payload["weights_sha256"]):
         logger.warning(
-            "adapter weights checksum differs between the event and the manifest", extra={"run_id": run.run_id}
+            "adapter weights checksum differs between the event and the manifest",
+            extra={"run_id": run.run_id},
         )
     Adapter.objects.update_or_create(
         name=payload["adapter_name"] or payload["adapter_path"].rsplit("/", 1)[-1],
@@ -201,7 +207,9 @@ def run_event_record(*, run_id: str, event: EventRecord) -> bool:
         run = Run.objects.select_for_update().get(run_id=run_id)
         if event.seq <= run.last_seq:
             return False
-        RunEvent.objects.create(run=run, seq=event.seq, type=event.type, payload=event.payload, time=event.time)
+        RunEvent.objects.create(
+            run=run, seq=event.seq, type=event.type, payload=event.payload, time=event.time
+        )
         payload = event.payload
         if event.type == "state_changed":
             run.state, run.error = payload["state"], payload["error"]
@@ -214,7 +222,10 @@ def run_event_record(*, run_id: str, event: EventRecord) -> bool:
             run.step, run.max_steps, run.epoch = payload["step"], payload["max_steps"], payload["epoch"]
             run.metrics = {
                 **run.metrics,
-                **{key: payload[key] for key in ("loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s")},
+                **{
+                    key: payload[key]
+                    for key in ("loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s")
+                },
             }
         elif event.type == "eval":
             run.epoch = max(run.epoch, payload["epoch"])

@@ -97,6 +97,9 @@ class RunSnapshot:
     adapter_path: str
     prompt_format: str
     queue_position: int
+    train_rows: int = 0
+    eval_rows: int = 0
+    truncated_rows: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
@@ -149,6 +152,9 @@ def run_snapshot(run: pb.Run) -> RunSnapshot:
         adapter_path=run.adapter_path,
         prompt_format=run.prompt_format,
         queue_position=run.queue_position,
+        train_rows=run.train_rows,
+        eval_rows=run.eval_rows,
+        truncated_rows=run.truncated_rows,
         config=_json_object(run.config_json),
         metrics=_json_object(run.metrics_json),
         datasets=[
@@ -157,8 +163,7 @@ def run_snapshot(run: pb.Run) -> RunSnapshot:
                 "sha256": report.sha256,
                 "rows": report.rows,
                 "format": report.format,
-                "truncated_rows": report.truncated_rows,
-                "max_tokens": report.max_tokens,
+                "size_bytes": report.size_bytes,
             }
             for report in run.datasets
         ],

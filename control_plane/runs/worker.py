@@ -31,10 +31,14 @@ class RunFollower:
             for event in trainer_client().stream("WatchRun", request, timeout_s=WATCH_DEADLINE_S):
                 services.run_event_record(run_id=key, event=event_record(event))
         except NotFound as exc:
-            services.run_fail(run_id=key, reason=f"The trainer service no longer knows this run ({exc.message}).")
+            services.run_fail(
+                run_id=key, reason=f"The trainer service no longer knows this run ({exc.message})."
+            )
             return
         if Run.objects.filter(run_id=key, state__in=Run.TERMINAL_STATES).exists():
             try:
                 services.run_refresh(run_id=key)
             except SynthtuneError as exc:  # the events are stored; the summary can wait for a look
-                logger.warning("could not refresh a finished run", extra={"run_id": key, "reason": exc.message})
+                logger.warning(
+                    "could not refresh a finished run", extra={"run_id": key, "reason": exc.message}
+                )

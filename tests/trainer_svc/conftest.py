@@ -58,3 +58,23 @@ def make_config(data_root, tiny_models):
         return run_config(data_root, tiny_models, **kwargs)
 
     return make
+
+
+# microsoft/Phi-3-mini-4k-instruct's config.json (no hub here): enough to build it on the meta
+# device and to check settings against the real default model without its 7.6 GB of weights.
+PHI3_MINI_CONFIG = {
+    "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 3072, "intermediate_size": 8192,
+    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32064,
+    "max_position_embeddings": 4096, "original_max_position_embeddings": 4096, "rms_norm_eps": 1e-05,
+    "rope_theta": 10000.0, "rope_scaling": None, "sliding_window": 2047, "hidden_act": "silu",
+    "bos_token_id": 1, "eos_token_id": 32000, "pad_token_id": 32000, "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16", "attention_bias": False, "attention_dropout": 0.0, "embd_pdrop": 0.0,
+    "resid_pdrop": 0.0, "initializer_range": 0.02, "use_cache": True,
+}
+
+
+@pytest.fixture(scope="session")
+def phi3_mini_config_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("phi3-mini-config")
+    (folder / "config.json").write_text(json.dumps(PHI3_MINI_CONFIG))
+    return folder

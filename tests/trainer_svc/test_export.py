@@ -139,6 +139,7 @@ def test_merged_full_model_matches_base_plus_adapter(data_root, peft_model, toke
     merged_dir = result.path / "merged"
     assert result.manifest["merged_model"] == "merged"
     assert "merged/model.safetensors" in result.manifest["files"]
+    assert str(phi3_dir) not in (merged_dir / "config.json").read_text()
     merged = AutoModelForCausalLM.from_pretrained(merged_dir)
     ids = tokenizer("The quick brown fox", return_tensors="pt")["input_ids"]
     peft_model.eval()

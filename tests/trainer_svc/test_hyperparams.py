@@ -128,3 +128,12 @@ def test_unknown_or_missing_fields_are_refused(data, field):
     with pytest.raises(InvalidArgument) as caught:
         RunConfig.from_dict(data)
     assert caught.value.field == field
+
+
+def test_limits_come_from_the_real_phi3_mini_config(make_config, phi3_mini_config_dir):
+    base = {"base_model_id": "microsoft/Phi-3-mini-4k-instruct", "base_model_path": str(phi3_mini_config_dir)}
+    resolved = resolve(make_config(training={"max_length": 4096}, lora={"r": 64}, **base), available_devices=CPU)
+    assert resolved.model.max_positions == 4096 and resolved.model.hidden_size == 3072
+    assert resolved.adapter_stem == "Phi-3-mini-4k-instruct-lora"
+    with pytest.raises(InvalidArgument, match=r"between 16 and 4096 \(the model's context length\)"):
+        resolve(make_config(training={"max_length": 8192}, **base), available_devices=CPU)

@@ -110,3 +110,10 @@ def test_peft_silently_wraps_part_of_phi3_and_the_assertion_catches_it(phi3):
     model = get_peft_model(_load(phi3), LoraConfig(r=4, target_modules=LLAMA_NAMES))
     with pytest.raises(LoraTargetMismatch, match=r"wrapped 4 layers, the plan expected 8"):
         assert_wrapped(model, plan)
+
+
+def test_the_real_phi3_mini_layout_from_its_config_alone(phi3_mini_config_dir):
+    plan = resolve_targets("auto", phi3_mini_config_dir)  # meta device: no weights, no memory
+    assert plan.expected_count == 128  # 32 layers x (qkv_proj, o_proj, gate_up_proj, down_proj)
+    with pytest.raises(InvalidArgument, match=r"only 64 of the 128 linear layers .* leaving out gate_up_proj, qkv_proj"):
+        resolve_targets(LLAMA_NAMES, phi3_mini_config_dir)

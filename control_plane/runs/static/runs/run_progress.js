@@ -1,7 +1,8 @@
 // Live run progress for the admin run page: an EventSource on the run's SSE endpoint, a
 // progress bar, and the train/eval loss curve drawn as an inline SVG. Plain JS, no build step,
 // nothing fetched from elsewhere. The panel is an element with data-run-stream, data-stream-url,
-// data-state, data-max-steps and data-last-seq; the history so far is JSON in #loss-history.
+// data-state, data-max-steps, data-last-seq and data-adapter-url (the adapter page, ?name=);
+// the loss history so far is JSON in #loss-history.
 (function () {
   "use strict";
   var panel = document.querySelector("[data-run-stream]");
@@ -79,8 +80,9 @@
     if (total) maxSteps = total;
     setText("run-step", step);
     setText("run-max-steps", maxSteps);
-    var percent = maxSteps ? Math.min(100, Math.round((100 * step) / maxSteps)) : 0;
-    byId("run-progress-bar").style.width = percent + "%";
+    // Fractions of a percent: a long run moves visibly from its first steps.
+    var percent = maxSteps ? Math.min(100, (100 * step) / maxSteps) : 0;
+    byId("run-progress-bar").style.width = percent.toFixed(2) + "%";
   }
 
   function logEvent(event) {
@@ -126,7 +128,7 @@
     } else if (event.type === "exported") {
       var link = byId("adapter-link");
       link.textContent = payload.adapter_name;
-      link.removeAttribute("href");  // the admin page id is not in the event; the run page reload has it
+      link.href = panel.dataset.adapterUrl + "?name=" + encodeURIComponent(payload.adapter_name);
       byId("run-adapter").hidden = false;
     } else if (event.type === "state_changed") {
       setText("run-state", payload.state);
