@@ -28,6 +28,7 @@ from synthtune.eventlog import Event, follow
 from synthtune.files import atomic_write_bytes
 from synthtune.paths import validate_name
 from trainer_svc.config import TrainerSettings
+from trainer_svc.export import remove_stale_exports
 from trainer_svc.runs import INTERRUPTED, TERMINAL, Run, RunState, RunStore
 
 logger = logging.getLogger(__name__)
@@ -65,8 +66,6 @@ class RunManager:
 
     def recover(self) -> None:
         """Fail runs a previous service left running; queue the queued ones again; drop half exports."""
-        from trainer_svc.export import remove_stale_exports
-
         for name in remove_stale_exports(self.settings.data_root):
             logger.warning("removed an unfinished export", extra={"folder": name})
         for run in self.store.load():
