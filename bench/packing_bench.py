@@ -1,6 +1,6 @@
 """Packing (padding-free, trl "bfd") against the old app's padded batches, on rows of varied length.
 
-Both train the same tiny Phi-3, data and LoRA through the trainer's own SFTConfig
+Both train the same small Phi-3 (bench.trainer_data.small_phi3), data and LoRA through the trainer's own SFTConfig
 (trainer_svc.training.build_sft_config), differing only in packing: one packed
 bin per step vs padded batches of 2 (the old app's CPU setting). Tokens/s counts
 real (non-padding) tokens; each side runs REPEATS times, alternating, and the
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench.result import BenchResult
-from bench.trainer_data import models, varied_rows, write_rows
+from bench.trainer_data import small_phi3, varied_rows, write_rows
 
 TARGET = 1.3
 REPEATS = 3
@@ -31,7 +31,7 @@ def _tokens_per_s(data_root: Path, dataset: str, model_dir: Path, *, packing: bo
 
     torch.set_num_threads(1)
     config = RunConfig.from_dict({
-        "run_id": "bench", "data_root": str(data_root), "datasets": [dataset], "base_model_id": "tiny-phi3",
+        "run_id": "bench", "data_root": str(data_root), "datasets": [dataset], "base_model_id": "small-phi3",
         "base_model_path": str(model_dir), "device": {"device": "cpu"},
         "training": {"epochs": 1, "max_length": 512, "eval_fraction": 0.0, "packing": packing,
                      "batch_size": 1 if packing else 2, "gradient_accumulation_steps": 1},
@@ -48,10 +48,10 @@ def _tokens_per_s(data_root: Path, dataset: str, model_dir: Path, *, packing: bo
 
 
 def run() -> BenchResult:
-    model_dir = models() / "tiny-phi3"
     packed, padded = [], []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        model_dir = small_phi3(root)
         dataset = write_rows(root, "varied", varied_rows(ROWS, min_words=5, max_words=400))
         for _ in range(REPEATS):
             packed.append(_tokens_per_s(root, dataset, model_dir, packing=True))

@@ -32,3 +32,24 @@ def write_rows(data_root: Path, name: str, rows: list[dict]) -> str:
 
 def models() -> Path:
     return ensure_tiny_models(REPO / "var" / "models")
+
+
+def small_phi3(folder: Path) -> Path:
+    """A randomly initialised Phi-3 bigger than tiny-phi3 (hidden 384, 4 layers, ~10M parameters),
+    with tiny-phi3's tokenizer: large enough that compute, not per-step overhead, dominates."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tiny = models() / "tiny-phi3"
+    out = folder / "small-phi3"
+    config = AutoConfig.from_pretrained(tiny)
+    config.hidden_size, config.intermediate_size = 384, 1024
+    config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads = 4, 6, 6
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    for item in tiny.iterdir():
+        if "token" in item.name or item.name.endswith(".jinja") or item.name == "generation_config.json":
+            shutil.copy(item, out / item.name)
+    return out
