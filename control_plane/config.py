@@ -10,7 +10,7 @@ Every variable, with its default:
 - SYNTHTUNE_LOG_LEVEL           INFO                DEBUG, INFO, WARNING or ERROR
 - SYNTHTUNE_WORKER_POLL_S       1.0                 how often the worker looks for unfinished jobs
 - SYNTHTUNE_WORKER_BACKOFF_MAX_S 30                 longest wait between reconnects to a service that is down
-- SYNTHTUNE_SSE_POLL_S          0.1                 how often an event stream (SSE) looks for new events
+- SYNTHTUNE_SSE_POLL_S          0.02                how often an event stream (SSE) looks for new events
 - DATABASE_URL                  sqlite:///<data root>/control_plane.sqlite3   any dj-database-url URL
 - DJANGO_SECRET_KEY             (generated)         unset: a random key is created once in
                                                     <data root>/.django-secret-key (mode 0600) and reused
@@ -60,7 +60,7 @@ class ControlPlaneConfig(BaseSettings):
     worker_backoff_max_s: float = Field(
         default=30.0, gt=0, le=3600, validation_alias=_env("SYNTHTUNE_WORKER_BACKOFF_MAX_S")
     )
-    sse_poll_s: float = Field(default=0.1, ge=0.01, le=10, validation_alias=_env("SYNTHTUNE_SSE_POLL_S"))
+    sse_poll_s: float = Field(default=0.02, ge=0.005, le=10, validation_alias=_env("SYNTHTUNE_SSE_POLL_S"))
     database_url: str = Field(default="", validation_alias=_env("DATABASE_URL"))
     secret_key: str = Field(default="", validation_alias=_env("DJANGO_SECRET_KEY"))
     debug: bool = Field(default=False, validation_alias=_env("DJANGO_DEBUG"))
