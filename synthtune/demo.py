@@ -2,8 +2,8 @@
 
 It starts a local vLLM CPU server with the tiny model (the teacher, and later
 the serving target), the services, the control plane and the worker; makes a
-demo login; then generates a self-instruct dataset with a live progress bar
-and prints what came out. At the end it stops everything cleanly; the data and
+demo login; then generates a self-instruct dataset and fine-tunes a LoRA
+adapter on it, with live progress bars, and prints what came out. At the end it stops everything cleanly; the data and
 the demo login stay in the data root, so `make up` shows them afterwards.
 
 Real setups: set TEACHER_URL / TEACHER_MODEL (and TEACHER_TOKEN) to use a real
@@ -29,7 +29,8 @@ from synthtune.local_vllm import VllmServer
 from synthtune.stack import REPO, Stack, StackConfig
 
 console = Console()
-DEFAULT_BASE_MODEL = REPO / "var" / "models" / "tiny-phi3"
+MODELS_ROOT = REPO / "var" / "models"
+BASE_MODEL = os.environ.get("BASE_MODEL", "tiny-phi3")  # a folder name under var/models, or a hub id
 
 
 def _demo_login(stack: Stack) -> dict:
@@ -43,11 +44,10 @@ def _demo_login(stack: Stack) -> dict:
 def _teacher(stack: ExitStack, data_root: Path) -> tuple[str, str, str]:
     if url := os.environ.get("TEACHER_URL"):
         return url, os.environ.get("TEACHER_MODEL", ""), os.environ.get("TEACHER_TOKEN", "")
-    base_model = Path(os.environ.get("BASE_MODEL", DEFAULT_BASE_MODEL))
-    console.print(f"[bold]Starting vLLM (CPU)[/] with {base_model.name} — about 30 s…")
-    vllm = stack.enter_context(
-        VllmServer(base_model, served_name=base_model.name, log_path=data_root / "logs" / "vllm.log")
-    )
+    local = MODELS_ROOT / BASE_MODEL
+    console.print(f"[bold]Starting vLLM[/] with {BASE_MODEL} — about 30 s on a CPU…")
+    vllm = stack.enter_context(VllmServer(local if local.is_dir() else Path(BASE_MODEL), served_name=BASE_MODEL,
+                                          log_path=data_root / "logs" / "vllm.log"))
     console.print(f"  vLLM ready at {vllm.base_url} in {vllm.startup_s:.0f} s")
     return vllm.base_url, vllm.model, ""
 
@@ -75,6 +75,25 @@ def generate(client: Client, *, base_url: str, model: str, token: str) -> str:
     return name
 
 
+def fine_tune(client: Client, *, dataset: str, base_model: str) -> dict:
+    run = client.start_run(datasets=[dataset], base_model=base_model, adapter_name="demo",
+                           hyperparameters={"epochs": float(os.environ.get("DEMO_EPOCHS", "3"))})
+    with Progress(TextColumn("[bold]fine-tune[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(f"{base_model} on {dataset}", total=None)
+        for event in client.follow_run(run["run_id"]):
+            payload = event.data["payload"]
+            if event.event == "step":
+                bar.update(task, total=payload["max_steps"], completed=payload["step"],
+                           description=f"loss {payload['loss']:.3f}, {payload['tokens_per_s'] or 0:.0f} tok/s")
+            elif event.event == "state_changed" and payload["state"] in ("failed", "cancelled"):
+                raise SystemExit(f"fine-tune {payload['state']}: {payload['error']}")
+    adapter = client.adapter(client.run(run["run_id"])["adapter"])
+    console.print(f"  adapter [bold]{adapter['name']}[/] at <data root>/{adapter['path']} "
+                  f"({adapter['prompt_format']} format, base {adapter['base_model']})")
+    return adapter
+
+
 def show_rows(client: Client, name: str) -> None:
     table = Table(title=f"First rows of {name} (a random tiny model writes gibberish: that's expected)")
     table.add_column("instruction", overflow="fold", max_width=50)
@@ -96,6 +115,7 @@ def main() -> int:
         try:
             name = generate(client, base_url=base_url, model=model, token=teacher_token)
             show_rows(client, name)
+            fine_tune(client, dataset=name, base_model=BASE_MODEL)
         except ApiError as exc:
             console.print(f"[red]demo failed:[/] {exc}")
             return 1
