@@ -13,7 +13,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from django.http import StreamingHttpResponse
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 
 from control_plane.core.errors import InvalidArgument
 
@@ -91,3 +94,43 @@ def sse_response(stream: Iterator[str]) -> StreamingHttpResponse:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx and friends: don't buffer the stream
     return response
+
+
+def stream_response(
+    request,
+    *,
+    finished_now: bool,
+    last_seq: int,
+    fetch_after: Callable[[int], Sequence[StoredEvent]],
+    finished: Callable[[], bool],
+) -> HttpResponse:
+    """The SSE answer for a job or run: 204 once it is over and every event was sent, else a stream."""
+    after_seq = resume_point(request)
+    if finished_now and last_seq <= after_seq:
+        return HttpResponse(status=204)
+    stream = event_stream(
+        fetch_after=fetch_after,
+        finished=finished,
+        after_seq=after_seq,
+        poll_s=settings.SYNTHTUNE_SSE_POLL_S,
+        max_s=settings.SYNTHTUNE_SSE_MAX_S,
+    )
+    return sse_response(stream)
+
+
+def stream_schema(*, operation_id: str, subject: str):
+    """The OpenAPI description shared by every events/stream/ endpoint."""
+    return extend_schema(
+        operation_id=operation_id,
+        parameters=[
+            OpenApiParameter("after_seq", int, description="Start after this seq (first connect)."),
+            OpenApiParameter("Last-Event-ID", int, OpenApiParameter.HEADER, description="Set by EventSource."),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR, description="`id:` is the seq, `event:` the type, `data:` the event as JSON."
+            ),
+            204: OpenApiResponse(description=f"The {subject} is finished and every event was sent: stop."),
+            404: OpenApiResponse(description='Error body: {"message", "code", "extra"}'),
+        },
+    )

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from django.conf import settings
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response
-from control_plane.core.sse import event_stream, resume_point, sse_response
+from control_plane.core.sse import stream_response, stream_schema
 from control_plane.datasets import generation as limits
 from control_plane.datasets import selectors, services
 from control_plane.datasets.generation import GenerationParams
@@ -370,33 +370,13 @@ class GenerationJobEventsApi(ApiView):
 class GenerationJobEventStreamApi(ApiView):
     content_negotiation_class = IgnoreClientContentNegotiation
 
-    @extend_schema(
-        operation_id="generation_jobs_events_stream",
-        parameters=[
-            OpenApiParameter("after_seq", int, description="Start after this seq (first connect)."),
-            OpenApiParameter(
-                "Last-Event-ID", int, OpenApiParameter.HEADER, description="Set by EventSource."
-            ),
-        ],
-        responses={
-            (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
-                description="`id:` is the seq, `event:` the type, `data:` the event as JSON.",
-            ),
-            204: OpenApiResponse(description="The job is finished and every event was sent: stop."),
-            404: ERROR,
-        },
-    )
+    @stream_schema(operation_id="generation_jobs_events_stream", subject="job")
     def get(self, request, job_id: str):
         job = selectors.generation_job_get(job_id=job_id)
-        after_seq = resume_point(request)
-        if job.is_finished and job.last_seq <= after_seq:
-            return HttpResponse(status=status.HTTP_204_NO_CONTENT)
-        stream = event_stream(
+        return stream_response(
+            request,
+            finished_now=job.is_finished,
+            last_seq=job.last_seq,
             fetch_after=lambda seq: selectors.job_event_list(job=job, after_seq=seq, limit=200),
             finished=lambda: selectors.generation_job_is_finished(job=job),
-            after_seq=after_seq,
-            poll_s=settings.SYNTHTUNE_SSE_POLL_S,
-            max_s=settings.SYNTHTUNE_SSE_MAX_S,
         )
-        return sse_response(stream)

@@ -3,15 +3,14 @@ selectors, each operation with its own input and output serializers."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response
-from control_plane.core.sse import event_stream, resume_point, sse_response
+from control_plane.core.sse import stream_response, stream_schema
 from control_plane.runs import params as limits
 from control_plane.runs import selectors, services
 from control_plane.runs.models import Adapter, Run, RunEvent
@@ -278,36 +277,16 @@ class RunEventsApi(ApiView):
 class RunEventStreamApi(ApiView):
     content_negotiation_class = IgnoreClientContentNegotiation
 
-    @extend_schema(
-        operation_id="runs_events_stream",
-        parameters=[
-            OpenApiParameter("after_seq", int, description="Start after this seq (first connect)."),
-            OpenApiParameter(
-                "Last-Event-ID", int, OpenApiParameter.HEADER, description="Set by EventSource."
-            ),
-        ],
-        responses={
-            (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
-                description="`id:` is the seq, `event:` the type, `data:` the event as JSON.",
-            ),
-            204: OpenApiResponse(description="The run is finished and every event was sent: stop."),
-            404: ERROR,
-        },
-    )
+    @stream_schema(operation_id="runs_events_stream", subject="run")
     def get(self, request, run_id: str):
         run = selectors.run_get(run_id=run_id)
-        after_seq = resume_point(request)
-        if run.is_finished and run.last_seq <= after_seq:
-            return HttpResponse(status=status.HTTP_204_NO_CONTENT)
-        stream = event_stream(
+        return stream_response(
+            request,
+            finished_now=run.is_finished,
+            last_seq=run.last_seq,
             fetch_after=lambda seq: selectors.run_event_list(run=run, after_seq=seq, limit=200),
             finished=lambda: selectors.run_is_finished(run=run),
-            after_seq=after_seq,
-            poll_s=settings.SYNTHTUNE_SSE_POLL_S,
-            max_s=settings.SYNTHTUNE_SSE_MAX_S,
         )
-        return sse_response(stream)
 
 
 # --- adapters --------------------------------------------------------------------------
