@@ -1,0 +1,3 @@
+from synthtune.cli.main import main
+
+main()

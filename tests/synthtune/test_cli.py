@@ -1,0 +1,83 @@
+"""The `synthtune` CLI as a user runs it: a real process against the running stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.stack import running_stack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, tiny_models):
+    with running_stack(tmp_path_factory.mktemp("cli"), SYNTHTUNE_MODELS_ROOT=str(tiny_models)) as running:
+        yield running
+
+
+def synthtune(stack, *args: str, token: str | None = None, url: str | None = None, cwd=None):
+    env = {**os.environ, "SYNTHTUNE_API_URL": url or stack.url, "SYNTHTUNE_API_TOKEN": stack.token if token is None else token,
+           "SYNTHTUNE_CONFIG": "/nonexistent/config.json"}
+    return subprocess.run([sys.executable, "-m", "synthtune.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def test_help_is_useful_on_every_command(stack):
+    for args in (["--help"], ["datasets", "--help"], ["datasets", "generate", "--help"], ["runs", "start", "--help"],
+                 ["adapters", "--help"]):
+        result = synthtune(stack, *args)
+        assert result.returncode == 0 and "Usage: synthtune" in result.stdout, args
+    assert "Exit codes" in synthtune(stack, "--help").stdout
+
+
+def test_upload_list_show_export_and_user_errors(stack, tmp_path):
+    good = tmp_path / "faq.jsonl"
+    good.write_text("".join(json.dumps({"instruction": f"Q{i}?", "output": f"A{i}."}) + "\n" for i in range(12)))
+    uploaded = synthtune(stack, "--json", "datasets", "upload", str(good))
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert json.loads(uploaded.stdout)["rows"] == 12
+
+    listed = json.loads(synthtune(stack, "--json", "datasets", "list").stdout)
+    assert "faq" in [d["name"] for d in listed]
+    shown = json.loads(synthtune(stack, "--json", "datasets", "show", "faq", "--rows", "2").stdout)
+    assert shown["preview"] == [{"instruction": "Q0?", "output": "A0."}, {"instruction": "Q1?", "output": "A1."}]
+    out = tmp_path / "faq-chat.jsonl"
+    assert synthtune(stack, "datasets", "export", "faq", "--format", "chat", "-o", str(out)).returncode == 0
+    assert json.loads(out.read_text().splitlines()[0])["messages"][-1] == {"role": "assistant", "content": "A0."}
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "x", "output": "y"}\nnot json\n')
+    refused = synthtune(stack, "datasets", "upload", str(bad))
+    assert refused.returncode == 2 and "line 2" in refused.stderr
+    assert synthtune(stack, "datasets", "show", "nope").returncode == 2
+    assert synthtune(stack, "datasets", "list", token="").returncode == 2  # no token: a user error
+    assert "token" in synthtune(stack, "datasets", "list", token="").stderr
+    assert synthtune(stack, "datasets", "list", url="http://127.0.0.1:9").returncode == 3  # unreachable
+
+
+def test_generate_then_train_with_progress_and_exit_codes(stack, vllm_server):
+    generated = synthtune(stack, "datasets", "generate", "--name", "cli-gen", "--base-url", vllm_server.base_url,
+                          "--model", vllm_server.model, "--mode", "from_instructions", "--instruction", "Name a fruit.",
+                          "--instruction", "Name a river.", "--instruction", "Name a city.", "--max-tokens", "16")
+    assert generated.returncode == 0, generated.stderr
+    assert "generate" in generated.stdout and "dataset cli-gen" in generated.stdout
+
+    trained = synthtune(stack, "--json", "runs", "start", "--dataset", "faq", "--base-model", "tiny-phi3",
+                        "--epochs", "1", "--max-length", "128", "--device", "cpu", "--adapter-name", "cli")
+    assert trained.returncode == 0, trained.stderr
+    run = json.loads(trained.stdout)
+    assert run["state"] == "succeeded" and run["adapter"].startswith("cli-v")
+    assert "train" in trained.stderr  # the progress bar goes to stderr under --json
+    adapters = json.loads(synthtune(stack, "--json", "adapters", "list").stdout)
+    assert run["adapter"] in [a["name"] for a in adapters]
+    watched = synthtune(stack, "runs", "watch", run["run_id"])
+    assert watched.returncode == 0 and "succeeded" in watched.stdout
+
+    bad = synthtune(stack, "runs", "start", "--dataset", "faq", "--lr", "-1", "--no-watch")
+    assert bad.returncode == 2 and "learning_rate" in bad.stderr
+    assert synthtune(stack, "runs", "cancel", "does-not-exist").returncode == 2
