@@ -11,7 +11,6 @@ job and never renumbered, so a watcher resumes with `after_seq`.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -22,8 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from synthtune import jsonl
 from synthtune.errors import InvalidArgument, NotFound
+from synthtune.eventlog import Event, EventLog
 from synthtune.files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -111,42 +110,13 @@ class Job:
         }
 
 
-@dataclass(frozen=True)
-class Event:
-    seq: int
-    time: datetime
-    job_id: str
-    kind: EventKind
-    data: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "time": self.time.isoformat(),
-            "job_id": self.job_id,
-            "kind": str(self.kind),
-            "data": self.data,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Event:
-        return cls(
-            seq=int(data["seq"]),
-            time=datetime.fromisoformat(data["time"]),
-            job_id=data["job_id"],
-            kind=EventKind(data["kind"]),
-            data=data["data"],
-        )
-
-
 class JobStore:
     """Every datagen job, in memory and on disk. Single event loop; not thread-safe."""
 
     def __init__(self, data_root: Path):
         self.folder = data_root / "jobs" / "datagen"
         self._jobs: dict[str, Job] = {}
-        self._events: dict[str, list[Event]] = {}
-        self._signals: dict[str, asyncio.Event] = {}
+        self._logs: dict[str, EventLog] = {}
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -161,9 +131,7 @@ class JobStore:
                 logger.exception("skipping unreadable job folder", extra={"job_dir": job_dir.name})
                 continue
             self._jobs[job.job_id] = job
-            self._events[job.job_id] = [
-                Event.from_json(item) for item in jsonl.recover(job_dir / "events.jsonl", check=_check_event)
-            ]
+            self._logs[job.job_id] = EventLog(job_dir / "events.jsonl")
             if job.state not in TERMINAL:
                 unfinished.append(job)
         return unfinished
@@ -183,24 +151,9 @@ class JobStore:
         """Every job, newest first."""
         return sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
 
-    def events_after(self, job_id: str, seq: int) -> list[Event]:
-        events = self._events[job_id]
-        # seqs are 1..n in order, so the list index is seq - 1.
-        return events[max(seq, 0) :]
-
-    def last_seq(self, job_id: str) -> int:
-        events = self._events[job_id]
-        return events[-1].seq if events else 0
-
-    async def wait_for_events(self, job_id: str, *, after_seq: int, timeout_s: float) -> None:
-        """Return when an event beyond `after_seq` exists, or after `timeout_s`."""
-        if self.last_seq(job_id) > after_seq:
-            return
-        signal = self._signals.setdefault(job_id, asyncio.Event())
-        try:
-            await asyncio.wait_for(signal.wait(), timeout_s)
-        except TimeoutError:
-            pass
+    def log(self, job_id: str) -> EventLog:
+        """The job's numbered event log (synthtune.eventlog)."""
+        return self._logs[job_id]
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -215,7 +168,7 @@ class JobStore:
             params=params,
         )
         self._jobs[job.job_id] = job
-        self._events[job.job_id] = []
+        self._logs[job.job_id] = EventLog(self.folder / job.job_id / "events.jsonl")
         self.save(job)
         self.append(job.job_id, EventKind.STATE_CHANGED, {"state": str(job.state), "error": ""})
         return job
@@ -234,18 +187,4 @@ class JobStore:
 
     def append(self, job_id: str, kind: EventKind, data: dict[str, Any]) -> Event:
         """Number, persist (flushed) and publish one event."""
-        event = Event(seq=self.last_seq(job_id) + 1, time=_now(), job_id=job_id, kind=kind, data=data)
-        path = self.folder / job_id / "events.jsonl"
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
-        self._events[job_id].append(event)
-        if signal := self._signals.pop(job_id, None):
-            signal.set()
-        return event
-
-
-def _check_event(item: Any) -> None:
-    try:
-        Event.from_json(item)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(str(exc)) from None
+        return self._logs[job_id].append(str(kind), data)

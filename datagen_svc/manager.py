@@ -17,11 +17,12 @@ from pathlib import Path
 
 from datagen_svc.config import DatagenSettings
 from datagen_svc.generator import DatasetFiles, GenerationFailed, generate
-from datagen_svc.jobs import INTERRUPTED, RESUMABLE, TERMINAL, Event, Job, JobState, JobStore
+from datagen_svc.jobs import INTERRUPTED, RESUMABLE, TERMINAL, Job, JobState, JobStore
 from datagen_svc.openai_client import ChatClient, ClientConfig
 from datagen_svc.spec import GenerationSpec, validate_spec
 from synthtune import jsonl, records
 from synthtune.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
+from synthtune.eventlog import Event, follow
 from synthtune.files import sha256_file
 from synthtune.logs import forget_secret, register_secret
 from synthtune.paths import resolve_under
@@ -161,21 +162,12 @@ class JobManager:
 
     async def watch(self, job_id: str, *, after_seq: int) -> AsyncIterator[Event]:
         """Events with seq > after_seq, then live ones; ends once caught up with a finished job."""
-        if after_seq < 0:
-            raise InvalidArgument("after_seq must be 0 or more.", field="after_seq")
         job = self.store.get(job_id)
         self.active_watches += 1
         try:
-            seq = after_seq
-            while True:
-                events = self.store.events_after(job_id, seq)
-                for event in events:
-                    yield event
-                    seq = event.seq
-                if not events:
-                    if job.state in TERMINAL:
-                        return
-                    await self.store.wait_for_events(job_id, after_seq=seq, timeout_s=WATCH_POLL_S)
+            async for event in follow(self.store.log(job_id), after_seq=after_seq,
+                                      finished=lambda: job.state in TERMINAL, poll_s=WATCH_POLL_S):
+                yield event
         finally:
             self.active_watches -= 1
 

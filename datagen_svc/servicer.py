@@ -14,11 +14,12 @@ from datetime import datetime
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from datagen_svc.jobs import Event, EventKind, Job, JobState
+from datagen_svc.jobs import EventKind, Job, JobState
 from datagen_svc.manager import JobManager
 from datagen_svc.spec import Endpoint, GenerationSpec, Limits, Mode, Sampling
 from synthtune.datagen.v1 import datagen_pb2 as pb
 from synthtune.datagen.v1 import datagen_pb2_grpc
+from synthtune.eventlog import Event
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class DatagenServicer(datagen_pb2_grpc.DatagenServiceServicer):
         async for event in self._manager.watch(request.job_id, after_seq=request.after_seq):
             if context.cancelled():  # the client went away; stop following the job
                 return
-            yield event_to_proto(event)
+            yield event_to_proto(request.job_id, event)
 
     async def GetGeneration(self, request: pb.GetGenerationRequest, context) -> pb.GetGenerationResponse:
         return pb.GetGenerationResponse(job=job_to_proto(self._manager.get(request.job_id)))
@@ -152,14 +153,14 @@ def job_to_proto(job: Job) -> pb.GenerationJob:
     )
 
 
-def event_to_proto(event: Event) -> pb.GenerationEvent:
-    message = pb.GenerationEvent(seq=event.seq, time=_timestamp(event.time), job_id=event.job_id)
+def event_to_proto(job_id: str, event: Event) -> pb.GenerationEvent:
+    message = pb.GenerationEvent(seq=event.seq, time=_timestamp(event.time), job_id=job_id)
     data = event.data
-    if event.kind is EventKind.STATE_CHANGED:
+    if event.kind == EventKind.STATE_CHANGED:
         message.state_changed.CopyFrom(
             pb.StateChanged(state=_STATES[JobState(data["state"])], error=data["error"])
         )
-    elif event.kind is EventKind.PROGRESS:
+    elif event.kind == EventKind.PROGRESS:
         message.progress.CopyFrom(
             pb.Progress(
                 counts=_counts(data["counts"]),
@@ -167,9 +168,9 @@ def event_to_proto(event: Event) -> pb.GenerationEvent:
                 usage=pb.TokenUsage(**data["usage"]),
             )
         )
-    elif event.kind is EventKind.ROW_REJECTED:
+    elif event.kind == EventKind.ROW_REJECTED:
         message.row_rejected.CopyFrom(pb.RowRejected(**data))
-    elif event.kind is EventKind.DATASET_WRITTEN:
+    elif event.kind == EventKind.DATASET_WRITTEN:
         message.dataset_written.CopyFrom(
             pb.DatasetWritten(
                 dataset_path=data["dataset_path"],
