@@ -35,6 +35,15 @@ def trainer(data_root, tiny_models, tmp_path):
         yield service
 
 
+@pytest.fixture(scope="module")
+def validator(tmp_path_factory, tiny_models):
+    """One trainer for the bad-input tests: they must leave no run behind, so they can share it."""
+    root = tmp_path_factory.mktemp("validator")
+    with running_service("trainer_svc", listen_var="SYNTHTUNE_TRAINER_LISTEN", env=_env(root, tiny_models),
+                         log_path=root / "trainer.log") as service:
+        yield service, root
+
+
 def _stub(address: str) -> pb_grpc.TrainerServiceStub:
     return pb_grpc.TrainerServiceStub(open_channel(address, token=TEST_GRPC_TOKEN))
 
@@ -88,14 +97,15 @@ def test_a_run_streams_its_progress_and_exports_an_adapter(trainer, data_root):
     (pb.Hyperparameters(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]), "hyperparameters.target_modules"),
     (pb.Hyperparameters(target_modules=["nothing_like_this"]), "hyperparameters.target_modules"),
 ])
-def test_bad_hyperparameters_are_refused_before_queueing(trainer, data_root, hyperparameters, field):
+def test_bad_hyperparameters_are_refused_before_queueing(validator, hyperparameters, field):
+    trainer, data_root = validator
     stub = _stub(trainer.address)
     with pytest.raises(grpc.RpcError) as info:
         _start(stub, data_root, hyperparameters=hyperparameters)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field.split(".")[-1] in info.value.details() or "target" in info.value.details()
     assert stub.ListRuns(pb.ListRunsRequest(), timeout=10).runs == []  # nothing half-made
-    assert not any((data_root / "runs").iterdir())
+    assert not any((data_root / "runs").iterdir())  # not even an empty folder
 
 
 @pytest.mark.parametrize(("fields", "hint"), [
@@ -105,7 +115,8 @@ def test_bad_hyperparameters_are_refused_before_queueing(trainer, data_root, hyp
     ({"base_model": "../models/x"}, ".."),
     ({"adapter_name": "../x"}, "adapter_name"),
 ])
-def test_bad_names_are_refused(trainer, data_root, fields, hint):
+def test_bad_names_are_refused(validator, fields, hint):
+    trainer, data_root = validator
     stub = _stub(trainer.address)
     request = pb.StartRunRequest(base_model="tiny-phi3", datasets=["datasets/fixed.jsonl"], hyperparameters=FAST)
     write_dataset(data_root, "fixed", fixed_answer_rows(10))
@@ -120,11 +131,13 @@ def test_bad_names_are_refused(trainer, data_root, fields, hint):
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and hint in info.value.details()
 
 
-def test_an_empty_dataset_is_refused(trainer, data_root):
+def test_an_empty_dataset_is_refused(validator):
+    trainer, data_root = validator
     path = write_dataset(data_root, "empty", "")
     with pytest.raises(grpc.RpcError) as info:
         _start(_stub(trainer.address), data_root, datasets=[path])
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _stub(trainer.address).ListRuns(pb.ListRunsRequest(), timeout=10).runs == []
 
 
 def test_cancel_stops_a_running_run_and_the_queue_moves_on(trainer, data_root):
