@@ -86,6 +86,9 @@ class PreparedData:
     report: DataReport
     train: list[dict] = field(default_factory=list)  # trl examples: {"messages"} or {"prompt","completion"}
     eval: list[dict] = field(default_factory=list)
+    # The dataset rows behind `eval`, as read (same order): the export writes them as eval.jsonl
+    # so comparisons run on exactly the rows training never saw.
+    eval_rows: list[dict] = field(default_factory=list)
 
 
 def dataset_path(data_root: Path, relative: str) -> Path:
@@ -214,10 +217,12 @@ def prepare_data(
                               field="base_model_id")
     files: list[DatasetFile] = []
     examples: list[dict] = []
+    sources: list[dict] = []
     for relative in datasets:
         info, rows = load_dataset_file(data_root, relative)
         files.append(info)
         examples.extend(training_example(row, fmt) for row in rows)
+        sources.extend(rows)
     lengths, dropped = [], []
     for example in examples:
         total, answer_starts_at = _token_lengths(tokenizer, example, fmt, chat_template)
@@ -232,8 +237,10 @@ def prepare_data(
             field="max_length",
         )
     # Rows trl would drop are left out here, so the report's counts are what trains.
-    kept = [example for example, gone in zip(examples, dropped) if not gone]
-    train, evaluation = split_rows(kept, eval_fraction, seed)
+    kept = [(example, row) for example, row, gone in zip(examples, sources, dropped) if not gone]
+    train_pairs, eval_pairs = split_rows(kept, eval_fraction, seed)
+    train = [example for example, _ in train_pairs]
+    evaluation = [example for example, _ in eval_pairs]
     warnings = []
     if truncated:
         warnings.append(
@@ -259,7 +266,7 @@ def prepare_data(
         dropped_rows=dropped_count,
         warnings=tuple(warnings),
     )
-    return PreparedData(report, train, evaluation)
+    return PreparedData(report, train, evaluation, [row for _, row in eval_pairs])
 
 
 def _token_lengths(tokenizer: Any, example: dict, fmt: str, chat_template: str | None) -> tuple[int, int]:

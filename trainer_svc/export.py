@@ -7,8 +7,11 @@ Layout of one export (what vLLM and the serving proxy read):
         adapter_model.safetensors   the LoRA weights
         tokenizer.json, tokenizer_config.json, chat_template.jinja (chat models), ...
         README.md                   a short card naming the base model
+        eval.jsonl                  the held-out eval split, the dataset rows as read (only when
+                                    the run had one); the serving proxy's batch compare defaults to it
         manifest.json               run id, base model, prompt format, datasets + sha256,
-                                    hyperparameters, final metrics, sha256 of every file
+                                    hyperparameters, final metrics, sha256 of every file,
+                                    eval_split: {"file", "rows", "sha256"} or null
         merged/                     only on request: the base model with the adapter merged in
 
 How it is written:
@@ -26,6 +29,7 @@ Hidden entries (names starting with '.') in adapters/ are never exports.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -51,6 +55,7 @@ MANIFEST = "manifest.json"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MERGED_DIR = "merged"
+EVAL_SPLIT = "eval.jsonl"
 MANIFEST_SCHEMA_VERSION = 1
 _LOCK = ".export.lock"
 _TMP_PREFIX = ".export-"
@@ -104,11 +109,14 @@ def export_adapter(
     lineage: Lineage,
     merge_from: Path | None = None,
     merge_dtype: str = "float32",
+    eval_rows: list[dict[str, Any]] | None = None,
 ) -> ExportResult:
     """Write `model`'s adapter (a peft model), `tokenizer` and the manifest to adapters/<stem>-v<N>.
 
     merge_from: the base model's folder; when given, also writes merged/ (the base model
     loaded in `merge_dtype` on the CPU, the exported adapter merged in).
+    eval_rows: the run's held-out dataset rows; when non-empty they are written to eval.jsonl
+    (one JSON object a line, in order) and recorded as the manifest's "eval_split".
     Returns once the folder is published under its final name.
     """
     validate_name(stem, field="adapter_name")
@@ -123,7 +131,7 @@ def export_adapter(
         tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}-", dir=root))
         try:
             manifest = _write_export(model, tokenizer, tmp, name=name, lineage=lineage,
-                                     merge_from=merge_from, merge_dtype=merge_dtype)
+                                     merge_from=merge_from, merge_dtype=merge_dtype, eval_rows=eval_rows)
             _make_readable(tmp)
             os.rename(tmp, final)
             fsync_dir(root)
@@ -155,7 +163,8 @@ def remove_stale_exports(data_root: Path) -> list[str]:
 
 
 def _write_export(model: Any, tokenizer: Any, folder: Path, *, name: str, lineage: Lineage,
-                  merge_from: Path | None, merge_dtype: str) -> dict[str, Any]:
+                  merge_from: Path | None, merge_dtype: str,
+                  eval_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     # peft records whatever path the base model was loaded from; vLLM and the proxy need the canonical id.
     for config in model.peft_config.values():
         config.base_model_name_or_path = lineage.base_model_id
@@ -165,6 +174,11 @@ def _write_export(model: Any, tokenizer: Any, folder: Path, *, name: str, lineag
     _pin_base_model_id(folder / ADAPTER_CONFIG, lineage.base_model_id)
     tokenizer.save_pretrained(folder)
     (folder / "README.md").write_text(_card(name, lineage))
+    eval_split = None
+    if eval_rows:
+        data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in eval_rows).encode()
+        (folder / EVAL_SPLIT).write_bytes(data)
+        eval_split = {"file": EVAL_SPLIT, "rows": len(eval_rows), "sha256": hashlib.sha256(data).hexdigest()}
     if merge_from is not None:
         merge_adapter(folder, base_model_path=merge_from, out=folder / MERGED_DIR, dtype=merge_dtype,
                       tokenizer=tokenizer)
@@ -178,6 +192,7 @@ def _write_export(model: Any, tokenizer: Any, folder: Path, *, name: str, lineag
         "base_model": {"id": lineage.base_model_id, "architecture": lineage.base_model_architecture},
         "prompt_format": lineage.prompt_format,
         "datasets": lineage.datasets,
+        "eval_split": eval_split,
         "hyperparameters": lineage.hyperparameters,
         "metrics": lineage.metrics,
         "weights_sha256": files[ADAPTER_WEIGHTS],

@@ -234,6 +234,7 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, scr
         lineage=lineage,
         merge_from=resolved.model.path if resolved.training.merge_full_model else None,
         merge_dtype=device.dtype,
+        eval_rows=prepared.eval_rows,
     )
     emit({"type": "exported", "name": result.name, "path": result.relative_path,
           "weights_sha256": result.weights_sha256, "manifest": result.manifest})

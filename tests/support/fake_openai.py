@@ -98,6 +98,8 @@ class FakeOpenAI:
     answer: Callable[[str], str] = lambda instruction: f"Answer to: {instruction[:60]}"
     # (certfile, keyfile): serve HTTPS with this certificate.
     tls: tuple[Path, Path] | None = None
+    # What GET /v1/models lists (vLLM-style cards: id, root, parent); None: just `model`.
+    models: list[dict[str, Any]] | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
 
     def __post_init__(self):
@@ -197,7 +199,8 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self):
             if self.path.rstrip("/").endswith("/models"):
-                self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+                cards = fake.models if fake.models is not None else [{"id": "fake-model", "object": "model"}]
+                self._send(200, {"object": "list", "data": cards})
             else:
                 self._send(404, {"error": {"message": "not found"}})
 
@@ -284,10 +287,11 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def fake_openai_process(*, latency_s: float) -> Iterator[str]:
+def fake_openai_process(*, latency_s: float, models: list[dict[str, Any]] | None = None) -> Iterator[str]:
     """Run a default-behaviour fake in a child process; yields its base URL."""
+    extra = ["--models", json.dumps(models)] if models is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_openai", "--latency", str(latency_s)],
+        [sys.executable, "-m", "tests.support.fake_openai", "--latency", str(latency_s), *extra],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -305,8 +309,9 @@ def fake_openai_process(*, latency_s: float) -> Iterator[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
+    parser.add_argument("--models", type=json.loads, default=None, help="JSON list of /v1/models cards")
     args = parser.parse_args()
-    fake = FakeOpenAI(latency_s=args.latency).start()
+    fake = FakeOpenAI(latency_s=args.latency, models=args.models).start()
     print(fake.base_url, flush=True)
     try:
         threading.Event().wait()

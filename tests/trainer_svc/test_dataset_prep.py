@@ -139,6 +139,20 @@ def test_several_datasets_are_concatenated(data_root, phi3_tokenizer):
     assert report.rows == 42 and report.eval_rows == 4
 
 
+def test_the_eval_rows_are_the_original_rows_behind_the_eval_examples(data_root, plain_tokenizer):
+    # Distinct answers, an optional input and system: the rows must come back exactly as read.
+    rows = [{"instruction": f"Question {i}?", "output": f"Answer {i}.", **({"input": f"ctx {i}"} if i % 3 else {}),
+             **({"system": "Be brief."} if i % 5 == 0 else {})} for i in range(40)]
+    prepared = prepare(data_root, [write_dataset(data_root, "varied", rows)], plain_tokenizer)
+    assert len(prepared.eval_rows) == len(prepared.eval) == prepared.report.eval_rows == 4
+    assert all(row in rows for row in prepared.eval_rows)
+    # Row k of eval_rows is what eval example k was made from.
+    for row, example in zip(prepared.eval_rows, prepared.eval):
+        assert example["completion"] == row["output"] and row["instruction"] in example["prompt"]
+    train_outputs = {example["completion"] for example in prepared.train}
+    assert not train_outputs & {row["output"] for row in prepared.eval_rows}
+
+
 def test_split_is_deterministic_disjoint_and_seeded():
     rows = list(range(200))
     train, held = split_rows(rows, 0.1, seed=42)

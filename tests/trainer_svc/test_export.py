@@ -83,7 +83,20 @@ def test_layout_canonical_id_and_manifest(data_root, peft_model, tokenizer, phi3
     for name, digest in manifest["files"].items():
         assert sha256(folder / name) == digest, name
     assert "manifest.json" not in manifest["files"] and manifest["merged_model"] is None
+    assert manifest["eval_split"] is None and not (folder / "eval.jsonl").exists()  # no eval rows given
     assert manifest["libraries"]["peft"] and manifest["libraries"]["trl"]
+
+
+def test_the_eval_split_is_written_and_recorded(data_root, peft_model, tokenizer):
+    rows = [{"instruction": "Name a colour.", "output": "Blue."},
+            {"messages": [{"role": "user", "content": "Héllo?"}, {"role": "assistant", "content": "Hi."}]}]
+    result = export_adapter(peft_model, tokenizer, data_root=data_root, stem="faq", lineage=lineage(),
+                            eval_rows=rows)
+    path = result.path / "eval.jsonl"
+    assert [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] == rows
+    assert result.manifest["eval_split"] == {"file": "eval.jsonl", "rows": 2, "sha256": sha256(path)}
+    assert result.manifest["files"]["eval.jsonl"] == sha256(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_files_are_readable_by_other_users(data_root, peft_model, tokenizer):

@@ -150,6 +150,10 @@ def test_the_export_records_the_run(phi3_run, tiny_models):
     assert hyper["lora"]["wrapped_modules"] == 8 and hyper["device"]["kind"] == "cpu"
     assert manifest["metrics"]["train_loss"] == result.metrics["train_loss"]
     assert manifest["weights_sha256"] == hashlib.sha256((folder / "adapter_model.safetensors").read_bytes()).hexdigest()
+    # The held-out rows, as read from the dataset, ride along for batch compare.
+    held_out = [json.loads(line) for line in (folder / "eval.jsonl").read_text().splitlines()]
+    assert manifest["eval_split"]["rows"] == len(held_out) == 10 and manifest["eval_split"]["file"] == "eval.jsonl"
+    assert all(row in fixed_answer_rows(100) for row in held_out)
 
 
 def test_cancel_stops_within_one_step_and_exports_nothing(make_config, data_root):

@@ -169,7 +169,7 @@ class CompareBatchRequest(_message.Message):
     def __init__(self, adapter_name: _Optional[str] = ..., served_name: _Optional[str] = ..., dataset_path: _Optional[str] = ..., limit: _Optional[int] = ..., target: _Optional[str] = ..., token: _Optional[str] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ...) -> None: ...
 
 class CompareRow(_message.Message):
-    __slots__ = ("index", "prompt", "reference", "base", "adapter", "base_exact", "adapter_exact", "base_chrf", "adapter_chrf")
+    __slots__ = ("index", "prompt", "reference", "base", "adapter", "base_exact", "adapter_exact", "base_chrf", "adapter_chrf", "error")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +179,7 @@ class CompareRow(_message.Message):
     ADAPTER_EXACT_FIELD_NUMBER: _ClassVar[int]
     BASE_CHRF_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_CHRF_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     index: int
     prompt: str
     reference: str
@@ -188,29 +189,38 @@ class CompareRow(_message.Message):
     adapter_exact: bool
     base_chrf: float
     adapter_chrf: float
-    def __init__(self, index: _Optional[int] = ..., prompt: _Optional[str] = ..., reference: _Optional[str] = ..., base: _Optional[_Union[Generation, _Mapping]] = ..., adapter: _Optional[_Union[Generation, _Mapping]] = ..., base_exact: _Optional[bool] = ..., adapter_exact: _Optional[bool] = ..., base_chrf: _Optional[float] = ..., adapter_chrf: _Optional[float] = ...) -> None: ...
+    error: str
+    def __init__(self, index: _Optional[int] = ..., prompt: _Optional[str] = ..., reference: _Optional[str] = ..., base: _Optional[_Union[Generation, _Mapping]] = ..., adapter: _Optional[_Union[Generation, _Mapping]] = ..., base_exact: _Optional[bool] = ..., adapter_exact: _Optional[bool] = ..., base_chrf: _Optional[float] = ..., adapter_chrf: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SideSummary(_message.Message):
-    __slots__ = ("exact_match_rate", "chrf", "latency_p50_ms", "latency_p95_ms")
+    __slots__ = ("exact_match_rate", "chrf", "latency_p50_ms", "latency_p95_ms", "stop_rate")
     EXACT_MATCH_RATE_FIELD_NUMBER: _ClassVar[int]
     CHRF_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    STOP_RATE_FIELD_NUMBER: _ClassVar[int]
     exact_match_rate: float
     chrf: float
     latency_p50_ms: float
     latency_p95_ms: float
-    def __init__(self, exact_match_rate: _Optional[float] = ..., chrf: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ...) -> None: ...
+    stop_rate: float
+    def __init__(self, exact_match_rate: _Optional[float] = ..., chrf: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., stop_rate: _Optional[float] = ...) -> None: ...
 
 class CompareSummary(_message.Message):
-    __slots__ = ("rows", "base", "adapter")
+    __slots__ = ("rows", "base", "adapter", "dataset_path", "prompt_format", "failed_rows")
     ROWS_FIELD_NUMBER: _ClassVar[int]
     BASE_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_FIELD_NUMBER: _ClassVar[int]
+    DATASET_PATH_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_ROWS_FIELD_NUMBER: _ClassVar[int]
     rows: int
     base: SideSummary
     adapter: SideSummary
-    def __init__(self, rows: _Optional[int] = ..., base: _Optional[_Union[SideSummary, _Mapping]] = ..., adapter: _Optional[_Union[SideSummary, _Mapping]] = ...) -> None: ...
+    dataset_path: str
+    prompt_format: str
+    failed_rows: int
+    def __init__(self, rows: _Optional[int] = ..., base: _Optional[_Union[SideSummary, _Mapping]] = ..., adapter: _Optional[_Union[SideSummary, _Mapping]] = ..., dataset_path: _Optional[str] = ..., prompt_format: _Optional[str] = ..., failed_rows: _Optional[int] = ...) -> None: ...
 
 class CompareBatchEvent(_message.Message):
     __slots__ = ("row", "summary")

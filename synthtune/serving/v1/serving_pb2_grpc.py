@@ -69,6 +69,8 @@ class ServingProxyServiceServicer:
         server's maximum, base model = the served one, runtime LoRA route on),
         then loads under a versioned served name on every replica. Loading the
         same name with the same path again is an idempotent success.
+        Fails with the replica's status when every replica fails; otherwise OK,
+        with each replica's outcome in `replicas`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
