@@ -108,6 +108,8 @@ def main() -> int:
     started = time.monotonic()
     with ExitStack() as stack:
         base_url, model, teacher_token = _teacher(stack, config.data_root)
+        # The serving target: VLLM_URL for a real setup, else the local vLLM that is also the teacher.
+        config.extra_env.setdefault("SYNTHTUNE_VLLM_URL", os.environ.get("VLLM_URL") or base_url.removesuffix("/v1"))
         console.print("[bold]Starting[/] services, control plane and worker…")
         running = stack.enter_context(Stack(config))
         login = _demo_login(running)

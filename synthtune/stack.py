@@ -33,7 +33,7 @@ SERVICES = [
 @dataclass
 class StackConfig:
     data_root: Path = field(default_factory=lambda: Path(os.environ.get("SYNTHTUNE_DATA_ROOT", "./var")))
-    http_port: int = int(os.environ.get("SYNTHTUNE_HTTP_PORT", "8000"))
+    http_port: int = int(os.environ.get("SYNTHTUNE_HTTP_PORT", "8080"))
     grpc_token: str = field(default_factory=lambda: os.environ.get("SYNTHTUNE_GRPC_TOKEN") or secrets.token_urlsafe(24))
     extra_env: dict[str, str] = field(default_factory=dict)
     quiet: bool = False  # demo: keep service logs in files, not on the terminal

@@ -1,6 +1,6 @@
 """The `synthtune` command: the control plane's REST API from a shell.
 
-Connection: --url / SYNTHTUNE_API_URL (default http://127.0.0.1:8000) and
+Connection: --url / SYNTHTUNE_API_URL (default http://127.0.0.1:8080) and
 --token / SYNTHTUNE_API_TOKEN, else the file named by SYNTHTUNE_CONFIG
 (default ~/.config/synthtune/config.json: {"url": ..., "token": ...}).
 

@@ -18,7 +18,7 @@ from synthtune.client import ApiError, Client
 EXIT_USER_ERROR = 2
 EXIT_SERVER_ERROR = 3
 EXIT_JOB_FAILED = 4
-DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def config_file() -> Path:

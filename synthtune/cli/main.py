@@ -26,7 +26,7 @@ class _Root(click.Group):
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--url", envvar="SYNTHTUNE_API_URL", help="Control plane URL [default: http://127.0.0.1:8000].")
+@click.option("--url", envvar="SYNTHTUNE_API_URL", help="Control plane URL [default: http://127.0.0.1:8080].")
 @click.option("--token", envvar="SYNTHTUNE_API_TOKEN", help="API token (prefer the environment variable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (progress goes to stderr).")
 @click.pass_context
