@@ -7,6 +7,8 @@ Every variable, with its default:
 - SYNTHTUNE_GRPC_TIMEOUT_S      10                  deadline of every unary gRPC call
 - SYNTHTUNE_DATAGEN_ADDR        127.0.0.1:50051     host:port of the datagen service
 - SYNTHTUNE_TRAINER_ADDR        127.0.0.1:50052     host:port of the trainer service
+- SYNTHTUNE_SERVING_PROXY_ADDR  127.0.0.1:50053     host:port of the serving proxy (vLLM adapters, compare)
+- SYNTHTUNE_RECONCILE_S         15                  how often the worker checks deployments against vLLM
 - SYNTHTUNE_LOG_LEVEL           INFO                DEBUG, INFO, WARNING or ERROR
 - SYNTHTUNE_WORKER_POLL_S       1.0                 how often the worker looks for unfinished jobs
 - SYNTHTUNE_WORKER_BACKOFF_MAX_S 30                 longest wait between reconnects to a service that is down
@@ -55,6 +57,10 @@ class ControlPlaneConfig(BaseSettings):
     )
     datagen_addr: str = Field(default="127.0.0.1:50051", validation_alias=_env("SYNTHTUNE_DATAGEN_ADDR"))
     trainer_addr: str = Field(default="127.0.0.1:50052", validation_alias=_env("SYNTHTUNE_TRAINER_ADDR"))
+    serving_proxy_addr: str = Field(
+        default="127.0.0.1:50053", validation_alias=_env("SYNTHTUNE_SERVING_PROXY_ADDR")
+    )
+    reconcile_s: float = Field(default=15.0, gt=0, le=3600, validation_alias=_env("SYNTHTUNE_RECONCILE_S"))
     log_level: str = Field(default="INFO", validation_alias=_env("SYNTHTUNE_LOG_LEVEL"))
     worker_poll_s: float = Field(default=1.0, gt=0, le=60, validation_alias=_env("SYNTHTUNE_WORKER_POLL_S"))
     worker_backoff_max_s: float = Field(
@@ -78,7 +84,7 @@ class ControlPlaneConfig(BaseSettings):
             raise ValueError("must be at least 16 characters (the services refuse shorter ones)")
         return value
 
-    @field_validator("datagen_addr", "trainer_addr")
+    @field_validator("datagen_addr", "trainer_addr", "serving_proxy_addr")
     @classmethod
     def _host_port(cls, value: str) -> str:
         if not _ADDR_RE.match(value):

@@ -18,12 +18,16 @@ SYNTHTUNE_GRPC_TLS_CA = CONFIG.grpc_tls_ca
 SYNTHTUNE_GRPC_TIMEOUT_S = CONFIG.grpc_timeout_s
 SYNTHTUNE_DATAGEN_ADDR = CONFIG.datagen_addr
 SYNTHTUNE_TRAINER_ADDR = CONFIG.trainer_addr
+SYNTHTUNE_SERVING_PROXY_ADDR = CONFIG.serving_proxy_addr
+# Deployments are checked against what vLLM serves on every list/retrieve, and by the worker this often.
+SYNTHTUNE_RECONCILE_S = CONFIG.reconcile_s
 SYNTHTUNE_WORKER_POLL_S = CONFIG.worker_poll_s
 SYNTHTUNE_WORKER_BACKOFF_MAX_S = CONFIG.worker_backoff_max_s
-# The worker follows these; later apps (deployments) append theirs.
+# The worker follows these.
 SYNTHTUNE_WORKER_FOLLOWERS = [
     "control_plane.datasets.worker.GenerationFollower",
     "control_plane.runs.worker.RunFollower",
+    "control_plane.deployments.worker.ReconcileFollower",
 ]
 # Server-Sent Events: how often a stream looks for new events (one indexed query), and
 # how long one response lasts before the browser reconnects (Last-Event-ID: nothing lost).
@@ -52,6 +56,7 @@ INSTALLED_APPS = [
     "control_plane.core",
     "control_plane.datasets",
     "control_plane.runs",
+    "control_plane.deployments",
 ]
 
 MIDDLEWARE = [
@@ -157,7 +162,8 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "synthtune control plane",
-    "DESCRIPTION": "Datasets, generation jobs, fine-tuning runs and adapters. "
+    "DESCRIPTION": "Datasets, generation jobs, fine-tuning runs, adapters, their deployments into vLLM "
+    "and base-vs-adapter comparisons. "
     "Authenticate with `Authorization: Token <key>` "
     "(create one with `python -m control_plane drf_create_token <user>`) or an admin session.",
     "VERSION": "v1",
@@ -168,4 +174,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Runs, jobs and deployments each have a "state" with their own choices: name them apart.
+    "ENUM_NAME_OVERRIDES": {"DeploymentStateEnum": "control_plane.deployments.models.Deployment.State"},
 }

@@ -8,10 +8,11 @@ from django.views.generic import RedirectView
 from control_plane.core.api import RedocView, SchemaView, SwaggerView
 from control_plane.core.views import healthz
 
-# Each app brings its own routes (and URL namespace); later: deployments.
+# Each app brings its own routes (and URL namespace).
 api_v1 = [
     path("", include("control_plane.datasets.urls")),
     path("", include("control_plane.runs.urls")),
+    path("", include("control_plane.deployments.urls")),
 ]
 
 urlpatterns = [

@@ -7,9 +7,10 @@ Errors come back as ApiError carrying the API's one error body
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -135,6 +136,77 @@ class Client:
     def adapter_manifest(self, name: str) -> dict:
         """The adapter's manifest.json as exported (lineage: run, base model, datasets, metrics)."""
         return self.request("GET", f"/api/v1/adapters/{name}/manifest/")
+
+    # --- serving: deployments into vLLM and comparisons ----------------------------------
+    # `token` is vLLM's API key (if it has one): sent along, never stored by the control plane.
+
+    def load_adapter(self, name: str, *, targets: Sequence[str] = (), token: str = "") -> dict:
+        """Hot-load adapter `name` into vLLM (the proxy's replicas, or `targets`): served name,
+        deployments and a result per replica."""
+        body: dict[str, Any] = {"targets": list(targets)}
+        if token:
+            body["token"] = token
+        return self.request("POST", f"/api/v1/adapters/{quote(name, safe='')}/load/", json=body)
+
+    def unload_adapter(self, name: str, *, token: str = "") -> dict:
+        """Unload every loaded deployment of adapter `name`."""
+        body = {"token": token} if token else {}
+        return self.request("POST", f"/api/v1/adapters/{quote(name, safe='')}/unload/", json=body)
+
+    def unload_deployment(self, deployment_id: int, *, token: str = "") -> dict:
+        body = {"token": token} if token else {}
+        return self.request("POST", f"/api/v1/deployments/{deployment_id}/unload/", json=body)
+
+    def deployments(self, **filters: Any) -> list[dict]:
+        """The first page of deployments, checked against vLLM; filters: state, adapter, target."""
+        return self.request("GET", "/api/v1/deployments/", params=filters)["results"]
+
+    def deployment(self, deployment_id: int) -> dict:
+        return self.request("GET", f"/api/v1/deployments/{deployment_id}/")
+
+    def served_models(self, *targets: str, token: str = "") -> list[dict]:
+        """What each vLLM serves now (none named: the proxy's targets)."""
+        headers = {"X-Vllm-Token": token} if token else {}
+        reply = self.request("GET", "/api/v1/served-models/", params={"target": list(targets)}, headers=headers)
+        return reply["targets"]
+
+    def compare(
+        self, *, adapter: str, prompt: str, sampling: dict[str, Any] | None = None, **fields: Any
+    ) -> dict:
+        """Base and adapter outputs for `prompt`, side by side (greedy unless `sampling` says
+        otherwise); fields: system_prompt, served_name, target, token."""
+        body = {"adapter": adapter, "prompt": prompt, "sampling": sampling or {}, **fields}
+        return self.request("POST", "/api/v1/compare/", json=body)
+
+    def compare_batch(
+        self, *, adapter: str, limit: int = 20, dataset: str = "", sampling: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> dict:
+        """Base vs adapter over held-out rows (the adapter's eval split, or `dataset`): rows and
+        a summary, once the batch is done."""
+        body = {"adapter": adapter, "limit": limit, "dataset": dataset, "sampling": sampling or {}, **fields}
+        return self.request("POST", "/api/v1/compare/batch/", json=body)
+
+    def stream_compare_batch(
+        self, *, adapter: str, limit: int = 20, dataset: str = "", sampling: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> Iterator[SseEvent]:
+        """The same batch, event by event as rows are compared: "row"..., "summary", "comparison";
+        a failure midway raises ApiError."""
+        body = {"adapter": adapter, "limit": limit, "dataset": dataset, "sampling": sampling or {}, **fields}
+        headers = {"Accept": "text/event-stream"}
+        timeout = httpx.Timeout(30.0, read=None)
+        with self._http.stream("POST", "/api/v1/compare/batch/", json=body, headers=headers, timeout=timeout) as reply:
+            if reply.status_code >= 400:
+                reply.read()
+                error = reply.json() if reply.headers.get("content-type", "").startswith("application/json") else {}
+                raise ApiError(reply.status_code, error.get("message", reply.text[:500]), error.get("code", ""),
+                               error.get("extra"))
+            for event in parse_sse(reply.iter_lines()):
+                if event.event == "error":
+                    raise ApiError(500, event.data.get("message", ""), event.data.get("code", ""),
+                                   event.data.get("extra"))
+                yield event
 
     def _follow(self, stream_path: str, *, state) -> Iterator[SseEvent]:
         # The server ends each stream after a while (and answers 204 once the job is over);

@@ -1,5 +1,6 @@
 """Admin (staff only): the Fine-tune form, runs with live progress and the loss curve,
-adapters with their manifests. Every write goes through the same services as the API."""
+adapters with their manifests, and Load / Unload into vLLM with a link to Compare.
+Every write goes through the same services as the API."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from django.utils.html import format_html
 
 from control_plane.core.errors import SynthtuneError
 from control_plane.datasets.admin import ReadOnlyAdmin
+from control_plane.deployments import services as deployment_services
+from control_plane.deployments.models import Deployment
 from control_plane.runs import selectors, services
 from control_plane.runs.forms import FineTuneForm
 from control_plane.runs.models import Adapter, Run
@@ -170,7 +173,16 @@ class RunAdmin(ReadOnlyAdmin):
 
 @admin.register(Adapter)
 class AdapterAdmin(ReadOnlyAdmin):
-    list_display = ("name", "base_model", "prompt_format", "run_link", "weights_sha256_short", "created_at")
+    list_display = (
+        "name",
+        "base_model",
+        "prompt_format",
+        "run_link",
+        "deployed",
+        "compare_link",
+        "weights_sha256_short",
+        "created_at",
+    )
     list_filter = ("base_model", "prompt_format", "created_at")
     search_fields = ("name", "base_model", "run__run_id", "weights_sha256")
     list_select_related = ("run",)
@@ -183,8 +195,79 @@ class AdapterAdmin(ReadOnlyAdmin):
         "weights_sha256",
         "merged_model_path",
         "created_at",
+        "deployed",
+        "compare_link",
         "manifest_view",
     )
+    actions = ("load_adapters", "unload_adapters")
+
+    def has_load_permission(self, request) -> bool:
+        return request.user.has_perm("deployments.add_deployment")
+
+    def has_unload_permission(self, request) -> bool:
+        return request.user.has_perm("deployments.change_deployment")
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "GET":  # the Deployed column: as vLLM serves them now
+            try:
+                deployment_services.deployment_reconcile()
+            except SynthtuneError as exc:
+                self.message_user(
+                    request, f"Could not check deployments against vLLM: {exc.message}", messages.WARNING
+                )
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Load into vLLM (the proxy's replicas)", permissions=["load"])
+    def load_adapters(self, request, queryset):
+        for adapter in queryset:
+            try:
+                outcome = deployment_services.deployment_load(adapter_name=adapter.name, owner=request.user)
+            except SynthtuneError as exc:
+                self.message_user(request, f"{adapter.name}: {exc.message}", messages.ERROR)
+                continue
+            targets = ", ".join(d.target for d in outcome.loaded)
+            self.message_user(
+                request, f"{adapter.name}: loaded as {outcome.served_name} on {targets}.", messages.SUCCESS
+            )
+            for deployment in outcome.deployments:
+                if deployment.state == Deployment.State.FAILED:
+                    self.message_user(
+                        request, f"{adapter.name} on {deployment.target}: {deployment.error}", messages.ERROR
+                    )
+
+    @admin.action(description="Unload from vLLM", permissions=["unload"])
+    def unload_adapters(self, request, queryset):
+        for adapter in queryset:
+            try:
+                unloaded = deployment_services.adapter_unload(adapter=adapter)
+            except SynthtuneError as exc:
+                self.message_user(request, f"{adapter.name}: {exc.message}", messages.ERROR)
+                continue
+            where = ", ".join(d.target for d in unloaded)
+            self.message_user(request, f"{adapter.name}: unloaded from {where}.", messages.SUCCESS)
+
+    @admin.display(description="Deployed")
+    def deployed(self, adapter: Adapter):
+        live = [d for d in adapter.deployments.all() if d.state == Deployment.State.LOADED]
+        if not live:
+            return "-"
+        return format_html(
+            '<a href="{}?adapter__name={}&state=loaded">loaded on {}</a>',
+            reverse("admin:deployments_deployment_changelist"),
+            adapter.name,
+            ", ".join(sorted({d.target for d in live})),
+        )
+
+    @admin.display(description="Compare")
+    def compare_link(self, adapter: Adapter):
+        return format_html(
+            '<a href="{}?adapter={}" class="compare-link">Compare</a>',
+            reverse("admin:deployments_compare"),
+            adapter.name,
+        )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("deployments")
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.by_name_view)

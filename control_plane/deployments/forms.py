@@ -1,0 +1,90 @@
+"""Admin forms for the Compare page. Types and ranges only; the services and the proxy judge
+the rest, so the admin and the API reject the same things."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from control_plane.datasets.models import Dataset
+from control_plane.runs.models import Adapter
+
+
+def _sampling(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: data[name]
+        for name in ("temperature", "top_p", "max_tokens", "seed")
+        if data.get(name) not in (None, "")
+    }
+
+
+class _ServingForm(forms.Form):
+    adapter = forms.ModelChoiceField(
+        queryset=Adapter.objects.order_by("-created_at"),
+        to_field_name="name",
+        help_text="Compared with its base model. Load it first (Adapters: Load into vLLM).",
+    )
+    temperature = forms.FloatField(required=False, min_value=0, max_value=2, help_text="Default 0 (greedy).")
+    max_tokens = forms.IntegerField(required=False, min_value=1, max_value=4096)
+    target = forms.CharField(
+        required=False,
+        max_length=512,
+        help_text="vLLM base URL; empty: where the adapter is loaded, else the proxy's default.",
+    )
+    token = forms.CharField(
+        required=False,
+        max_length=4096,
+        widget=forms.PasswordInput,
+        help_text="vLLM's API key, if it has one: passed on, never stored.",
+    )
+
+    def serving(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "adapter_name": data["adapter"].name,
+            "sampling": _sampling(data),
+            "target": data["target"].strip(),
+            "token": data["token"],
+        }
+
+
+class CompareForm(_ServingForm):
+    prompt = forms.CharField(
+        max_length=16_000, widget=forms.Textarea(attrs={"rows": 4, "cols": 80}), strip=False
+    )
+    system_prompt = forms.CharField(
+        required=False, max_length=16_000, widget=forms.Textarea(attrs={"rows": 2, "cols": 80}), strip=False
+    )
+    top_p = forms.FloatField(required=False, min_value=0, max_value=1)
+    seed = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+
+    field_order = ("adapter", "prompt", "system_prompt", "temperature", "top_p", "max_tokens", "seed")
+
+    def params(self) -> dict[str, Any]:
+        return {
+            **self.serving(),
+            "prompt": self.cleaned_data["prompt"],
+            "system_prompt": self.cleaned_data["system_prompt"],
+        }
+
+
+class BatchCompareForm(_ServingForm):
+    dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.filter(status=Dataset.Status.READY).order_by("name"),
+        to_field_name="name",
+        required=False,
+        empty_label="(the adapter's held-out rows)",
+        help_text="Rows with reference answers; default: the adapter's eval split.",
+    )
+    limit = forms.IntegerField(min_value=1, max_value=200, initial=20, help_text="At most 200 rows.")
+
+    field_order = ("adapter", "dataset", "limit", "temperature", "max_tokens")
+
+    def params(self) -> dict[str, Any]:
+        dataset = self.cleaned_data["dataset"]
+        return {
+            **self.serving(),
+            "dataset": dataset.name if dataset else "",
+            "limit": self.cleaned_data["limit"],
+        }

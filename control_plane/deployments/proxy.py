@@ -1,0 +1,333 @@
+"""The serving proxy seen from the control plane: its client, and proto <-> plain data.
+
+Only this module knows the serving proto; services get plain values from it. vLLM
+tokens pass through in the request and are never kept here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import grpc
+from django.conf import settings
+
+from control_plane.core.clients import ServiceClient, service_client
+from control_plane.core.errors import SynthtuneError, UpstreamError
+from synthtune.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
+from synthtune.serving.v1 import serving_pb2 as pb
+from synthtune.serving.v1.serving_pb2_grpc import ServingProxyServiceStub
+
+# The proxy checks the adapter, loads it on every replica and checks /v1/models after.
+LOAD_TIMEOUT_S = 120.0
+# Base and adapter generations on a CPU vLLM that runs one sequence at a time.
+COMPARE_TIMEOUT_S = 300.0
+# A batch is one server stream: bound the whole of it.
+BATCH_DEADLINE_S = 1800.0
+SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "seed")
+
+# The proxy's field names (in its errors) as the API calls them.
+FIELD_NAMES = {
+    "adapter_name": "adapter",
+    "served_name": "served_name",
+    "targets": "targets",
+    "target": "target",
+    "prompt": "prompt",
+    "system_prompt": "system_prompt",
+    "dataset_path": "dataset",
+    "limit": "limit",
+    **{f"sampling.{name}": f"sampling.{name}" for name in SAMPLING_FIELDS},
+    **{name: f"sampling.{name}" for name in SAMPLING_FIELDS},
+}
+
+_TYPED: dict[str, type[SynthtuneError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        Unavailable,
+        ResourceExhausted,
+        DeadlineExceeded,
+    )
+}
+
+
+def _own_error(error: SynthtuneError) -> SynthtuneError:
+    """The proxy's own verdict where the shared mapping would blame the wrong party.
+
+    The shared mapping reads UNAVAILABLE as "the service is down" and UNAUTHENTICATED as "our
+    SYNTHTUNE_GRPC_TOKEN is wrong". From the proxy these also mean "the vLLM at URL is down" and
+    "vLLM refused the vLLM token". Errors the proxy raises itself carry google.rpc status
+    details in the trailers (transport failures and the token check don't): keep its message."""
+    cause = error.__context__  # the grpc.RpcError the client re-raised `from None`
+    if not isinstance(cause, grpc.RpcError) or not isinstance(cause, grpc.Call):
+        return error
+    trailers = dict(cause.trailing_metadata() or ())
+    if "grpc-status-details-bin" not in trailers:
+        return error
+    code, details = cause.code().name, cause.details() or ""
+    if code == "UNAVAILABLE":
+        return Unavailable(details, extra={"service": "serving proxy", "upstream": "vLLM"})
+    if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        # The caller's vLLM token (or its absence) is the problem: their input.
+        return InvalidArgument(details, extra={"field": "token", "upstream_code": code})
+    return error
+
+
+def _call(method: str, request: Any, *, timeout_s: float | None = None) -> Any:
+    try:
+        return proxy_client().call(method, request, timeout_s=timeout_s)
+    except Unavailable as exc:
+        raise _own_error(exc) from None
+
+
+def proxy_client() -> ServiceClient:
+    return service_client(
+        service="serving proxy",
+        address=settings.SYNTHTUNE_SERVING_PROXY_ADDR,
+        stub_factory=ServingProxyServiceStub,
+        field_names=FIELD_NAMES,
+    )
+
+
+def normalize_target(url: str) -> str:
+    """One spelling per vLLM, the proxy's: the base URL without a trailing '/' or '/v1'."""
+    return url.strip().rstrip("/").removesuffix("/v1").rstrip("/")
+
+
+# --- plain values ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplicaResult:
+    target: str
+    ok: bool
+    served_name: str
+    code: str
+    message: str
+    already_loaded: bool
+
+    def error(self) -> SynthtuneError:
+        """The typed error this replica's failure stands for (its HTTP status follows the code);
+        the message names the vLLM."""
+        message = self.message or f"{self.code or 'UNKNOWN'} from the serving proxy"
+        if self.target and self.target not in message:
+            message = f"{message} (vLLM at {self.target})"
+        extra = {"target": self.target, "upstream_code": self.code}
+        cls = _TYPED.get(self.code)
+        if cls is None:
+            return UpstreamError(self.code or "UNKNOWN", message, extra=extra)
+        return cls(message, extra=extra)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    served_name: str
+    replicas: list[ReplicaResult]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    id: str
+    root: str
+    parent: str
+    adapter_name: str
+
+
+@dataclass(frozen=True)
+class TargetModels:
+    target: str
+    reachable: bool
+    error: str
+    models: list[ServedModel] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Generation:
+    model: str
+    text: str
+    latency_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    base: Generation
+    adapter: Generation
+    prompt_format: str
+
+
+def _replica(result: pb.ReplicaResult) -> ReplicaResult:
+    return ReplicaResult(
+        target=normalize_target(result.target),
+        ok=result.ok,
+        served_name=result.served_name,
+        code=result.code,
+        message=result.message,
+        already_loaded=result.already_loaded,
+    )
+
+
+def _generation(generation: pb.Generation) -> Generation:
+    return Generation(
+        model=generation.model,
+        text=generation.text,
+        latency_ms=round(generation.latency_ms, 2),
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+        finish_reason=generation.finish_reason,
+    )
+
+
+def _sampling(sampling: dict[str, Any]) -> pb.Sampling:
+    # Optional fields: unset ones stay unset, so the proxy's defaults (temperature 0) apply.
+    return pb.Sampling(**{name: sampling[name] for name in SAMPLING_FIELDS if sampling.get(name) is not None})
+
+
+def _side(summary: pb.SideSummary) -> dict[str, float]:
+    return {
+        "exact_match_rate": summary.exact_match_rate,
+        "chrf": round(summary.chrf, 2),
+        "latency_p50_ms": round(summary.latency_p50_ms, 2),
+        "latency_p95_ms": round(summary.latency_p95_ms, 2),
+        "stop_rate": summary.stop_rate,
+    }
+
+
+# --- calls -------------------------------------------------------------------------------
+
+
+def load_adapter(*, adapter_name: str, targets: list[str], token: str) -> LoadResult:
+    reply = _call(
+        "LoadAdapter",
+        pb.LoadAdapterRequest(adapter_name=adapter_name, targets=targets, token=token),
+        timeout_s=LOAD_TIMEOUT_S,
+    )
+    return LoadResult(served_name=reply.served_name, replicas=[_replica(r) for r in reply.replicas])
+
+
+def unload_adapter(*, served_name: str, targets: list[str], token: str) -> list[ReplicaResult]:
+    reply = _call(
+        "UnloadAdapter",
+        pb.UnloadAdapterRequest(served_name=served_name, targets=targets, token=token),
+        timeout_s=LOAD_TIMEOUT_S,
+    )
+    return [_replica(r) for r in reply.replicas]
+
+
+def list_served_models(*, targets: list[str], token: str = "") -> list[TargetModels]:
+    reply = _call("ListServedModels", pb.ListServedModelsRequest(targets=targets, token=token))
+    return [
+        TargetModels(
+            target=normalize_target(target.target),
+            reachable=target.reachable,
+            error=target.error,
+            models=[
+                ServedModel(id=m.id, root=m.root, parent=m.parent, adapter_name=m.adapter_name)
+                for m in target.models
+            ],
+        )
+        for target in reply.targets
+    ]
+
+
+def compare_one(
+    *,
+    prompt: str,
+    adapter_name: str,
+    served_name: str,
+    target: str,
+    token: str,
+    sampling: dict[str, Any],
+    system_prompt: str,
+) -> CompareResult:
+    request = pb.CompareOneRequest(
+        prompt=prompt,
+        adapter_name=adapter_name,
+        served_name=served_name,
+        target=target,
+        token=token,
+        sampling=_sampling(sampling),
+        system_prompt=system_prompt,
+    )
+    reply = _call("CompareOne", request, timeout_s=COMPARE_TIMEOUT_S)
+    return CompareResult(
+        base=_generation(reply.base), adapter=_generation(reply.adapter), prompt_format=reply.prompt_format
+    )
+
+
+def compare_batch(
+    *,
+    adapter_name: str,
+    served_name: str,
+    dataset_path: str,
+    limit: int,
+    target: str,
+    token: str,
+    sampling: dict[str, Any],
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("row", row) for each compared row, then ("summary", summary)."""
+    request = pb.CompareBatchRequest(
+        adapter_name=adapter_name,
+        served_name=served_name,
+        dataset_path=dataset_path,
+        limit=limit,
+        target=target,
+        token=token,
+        sampling=_sampling(sampling),
+    )
+    events = proxy_client().stream("CompareBatch", request, timeout_s=BATCH_DEADLINE_S)
+    while True:
+        try:
+            event = next(events)
+        except StopIteration:
+            return
+        except Unavailable as exc:
+            raise _own_error(exc) from None
+        kind = event.WhichOneof("kind")
+        if kind == "row":
+            row = event.row
+            yield (
+                "row",
+                {
+                    "index": row.index,
+                    "prompt": row.prompt,
+                    "reference": row.reference,
+                    "base": asdict(_generation(row.base)),
+                    "adapter": asdict(_generation(row.adapter)),
+                    "base_exact": row.base_exact,
+                    "adapter_exact": row.adapter_exact,
+                    "base_chrf": round(row.base_chrf, 2),
+                    "adapter_chrf": round(row.adapter_chrf, 2),
+                    "error": row.error,
+                },
+            )
+        elif kind == "summary":
+            summary = event.summary
+            yield (
+                "summary",
+                {
+                    "rows": summary.rows,
+                    "failed_rows": summary.failed_rows,
+                    "dataset_path": summary.dataset_path,
+                    "prompt_format": summary.prompt_format,
+                    "base": _side(summary.base),
+                    "adapter": _side(summary.adapter),
+                },
+            )

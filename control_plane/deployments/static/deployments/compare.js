@@ -1,0 +1,145 @@
+// The Compare page's batch form, streamed: POST to the batch API with
+// Accept: text/event-stream and add each row to the table as it arrives, then the summary.
+// Plain JS, no build step, nothing fetched from elsewhere. Without JS the form posts to the
+// page, which answers once the whole batch is done.
+(function () {
+  "use strict";
+  var form = document.getElementById("batch-form");
+  if (!form || !window.fetch || !window.TextDecoder) return;
+  var byId = function (id) { return document.getElementById(id); };
+  var PREFIX = "batch-";
+
+  function value(name) {
+    var field = form.elements[PREFIX + name];
+    return field ? field.value.trim() : "";
+  }
+
+  function body() {
+    var data = { adapter: value("adapter"), limit: Number(value("limit") || 20), sampling: {} };
+    if (value("dataset")) data.dataset = value("dataset");
+    if (value("target")) data.target = value("target");
+    if (value("token")) data.token = form.elements[PREFIX + "token"].value;
+    if (value("temperature") !== "") data.sampling.temperature = Number(value("temperature"));
+    if (value("max_tokens") !== "") data.sampling.max_tokens = Number(value("max_tokens"));
+    return data;
+  }
+
+  function cell(row, text, className) {
+    var td = document.createElement("td");
+    if (className) td.className = className;
+    var pre = document.createElement("pre");
+    pre.textContent = text;
+    td.appendChild(pre);
+    row.appendChild(td);
+    return td;
+  }
+
+  function meta(td, text) {
+    var span = document.createElement("span");
+    span.className = "compare-meta";
+    span.textContent = text;
+    td.appendChild(span);
+  }
+
+  function addRow(data) {
+    var tr = document.createElement("tr");
+    tr.className = "live";
+    var index = document.createElement("td");
+    index.textContent = String(data.index);
+    tr.appendChild(index);
+    var prompt = cell(tr, data.prompt);
+    if (data.error) meta(prompt, data.error);
+    cell(tr, data.reference);
+    meta(cell(tr, data.base.text, data.base_exact ? "exact" : ""),
+      "chrF " + data.base_chrf.toFixed(1) + " \u00b7 " + data.base.finish_reason);
+    meta(cell(tr, data.adapter.text, data.adapter_exact ? "exact" : ""),
+      "chrF " + data.adapter_chrf.toFixed(1) + " \u00b7 " + data.adapter.finish_reason);
+    byId("batch-rows").tBodies[0].appendChild(tr);
+    byId("batch-status").textContent = (byId("batch-rows").tBodies[0].rows.length) + " rows so far";
+  }
+
+  function showSummary(summary) {
+    var tbody = byId("batch-summary").tBodies[0];
+    tbody.textContent = "";
+    [["base", "Base"], ["adapter", "Adapter"]].forEach(function (side) {
+      var s = summary[side[0]], tr = document.createElement("tr");
+      tr.setAttribute("data-side", side[0]);
+      [side[1], Math.round(s.exact_match_rate * 100) + "%", s.chrf.toFixed(1), Math.round(s.stop_rate * 100) + "%",
+        s.latency_p50_ms.toFixed(1) + " ms", s.latency_p95_ms.toFixed(1) + " ms"].forEach(function (text, i) {
+        var el = document.createElement(i ? "td" : "th");
+        el.textContent = text;
+        tr.appendChild(el);
+      });
+      tbody.appendChild(tr);
+    });
+    byId("batch-status").textContent = "done: " + summary.rows + " rows" +
+      (summary.failed_rows ? ", " + summary.failed_rows + " failed" : "");
+  }
+
+  function fail(message) {
+    var note = byId("batch-error");
+    note.textContent = message;
+    note.hidden = false;
+    byId("batch-status").textContent = "failed";
+  }
+
+  function handle(event, data) {
+    if (event === "row") addRow(data);
+    else if (event === "summary") showSummary(data);
+    else if (event === "error") fail(data.message);
+  }
+
+  function parse(buffer) {
+    // Complete messages end with a blank line; the rest waits for more bytes.
+    var parts = buffer.split("\n\n");
+    var rest = parts.pop();
+    parts.forEach(function (message) {
+      var event = "message", data = "";
+      message.split("\n").forEach(function (line) {
+        if (line.indexOf("event: ") === 0) event = line.slice(7);
+        else if (line.indexOf("data: ") === 0) data += line.slice(6);
+      });
+      if (data) handle(event, JSON.parse(data));
+    });
+    return rest;
+  }
+
+  form.addEventListener("submit", function (submit) {
+    submit.preventDefault();
+    var button = byId("batch-submit");
+    button.disabled = true;
+    byId("batch-error").hidden = true;
+    byId("batch-result").hidden = false;
+    byId("batch-rows").tBodies[0].textContent = "";
+    byId("batch-summary").tBodies[0].textContent = "";
+    byId("batch-status").textContent = "running...";
+    fetch(form.dataset.apiUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream",
+        "X-CSRFToken": form.elements.csrfmiddlewaretoken.value
+      },
+      body: JSON.stringify(body())
+    }).then(function (reply) {
+      if (!reply.ok) {
+        return reply.json().then(function (error) { fail(error.message || reply.statusText); },
+          function () { fail(reply.status + " " + reply.statusText); });
+      }
+      var reader = reply.body.getReader(), decoder = new TextDecoder(), buffer = "";
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) { parse(buffer + "\n\n"); return; }
+          buffer = parse(buffer + decoder.decode(chunk.value, { stream: true }));
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function (error) {
+      fail("The batch stopped: " + error);
+    }).then(function () {
+      button.disabled = false;
+    });
+  });
+})();
