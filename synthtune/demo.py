@@ -2,8 +2,9 @@
 
 It starts a local vLLM CPU server with the tiny model (the teacher, and later
 the serving target), the services, the control plane and the worker; makes a
-demo login; then generates a self-instruct dataset and fine-tunes a LoRA
-adapter on it, with live progress bars, and prints what came out. At the end it stops everything cleanly; the data and
+demo login; then generates a self-instruct dataset, fine-tunes a LoRA adapter
+on it (live progress bars), hot-loads the adapter into vLLM and prints base
+and fine-tuned outputs side by side on the held-out rows. At the end it stops everything cleanly; the data and
 the demo login stay in the data root, so `make up` shows them afterwards.
 
 Real setups: set TEACHER_URL / TEACHER_MODEL (and TEACHER_TOKEN) to use a real
@@ -94,6 +95,24 @@ def fine_tune(client: Client, *, dataset: str, base_model: str) -> dict:
     return adapter
 
 
+def load_and_compare(client: Client, *, adapter: str) -> None:
+    loaded = client.load_adapter(adapter)
+    console.print(f"  hot-loaded into vLLM as [bold]{loaded.get('served_name', adapter)}[/]")
+    batch = client.compare_batch(adapter=adapter, limit=5, sampling={"max_tokens": 32})
+    table = Table(title="Held-out rows: base vs fine-tuned (greedy, same prompt format as training)")
+    table.add_column("prompt", overflow="fold", max_width=36)
+    table.add_column("base", overflow="fold", max_width=36)
+    table.add_column("fine-tuned", overflow="fold", max_width=36)
+    for row in batch["rows"]:
+        table.add_row(row["prompt"][:120], row["base"]["text"][:120], row["adapter"]["text"][:120])
+    console.print(table)
+    summary = batch["summary"]
+    for side in ("base", "adapter"):
+        s = summary[side]
+        console.print(f"  {side:>8}: exact match {s['exact_match_rate']:.0%}, chrF {s['chrf']:.1f}, "
+                      f"latency p50 {s['latency_p50_ms']:.0f} ms")
+
+
 def show_rows(client: Client, name: str) -> None:
     table = Table(title=f"First rows of {name} (a random tiny model writes gibberish: that's expected)")
     table.add_column("instruction", overflow="fold", max_width=50)
@@ -117,7 +136,8 @@ def main() -> int:
         try:
             name = generate(client, base_url=base_url, model=model, token=teacher_token)
             show_rows(client, name)
-            fine_tune(client, dataset=name, base_model=BASE_MODEL)
+            adapter = fine_tune(client, dataset=name, base_model=BASE_MODEL)
+            load_and_compare(client, adapter=adapter["name"])
         except ApiError as exc:
             console.print(f"[red]demo failed:[/] {exc}")
             return 1
