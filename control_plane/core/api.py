@@ -68,3 +68,10 @@ class SwaggerView(JsonErrorsMixin, SpectacularSwaggerView):
 
 class RedocView(JsonErrorsMixin, SpectacularRedocView):
     pass
+
+
+def validated(serializer_class, data) -> dict:
+    """Validate `data` with `serializer_class`; a failure is a 400 in the one error body."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

@@ -16,7 +16,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response
+from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response, validated
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.datasets import generation as limits
 from control_plane.datasets import selectors, services
@@ -201,12 +201,6 @@ class EventListOutputSerializer(serializers.Serializer):
     events = EventOutputSerializer(many=True)
 
 
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 # --- datasets ------------------------------------------------------------------------
 
 
@@ -217,7 +211,7 @@ class DatasetCollectionApi(ApiView):
         responses={200: DatasetOutputSerializer(many=True)},
     )
     def get(self, request):
-        filters = _valid(DatasetFilterSerializer, request.query_params)
+        filters = validated(DatasetFilterSerializer, request.query_params)
         return paginated_response(
             queryset=selectors.dataset_list(**filters),
             serializer_class=DatasetOutputSerializer,
@@ -233,7 +227,7 @@ class DatasetCollectionApi(ApiView):
         "in extra.errors.",
     )
     def post(self, request):
-        data = _valid(DatasetUploadInputSerializer, request.data)
+        data = validated(DatasetUploadInputSerializer, request.data)
         if "file" in data:
             content = data["file"].read()
         elif "content" in data:
@@ -257,7 +251,7 @@ class DatasetPreviewApi(ApiView):
         responses={200: PreviewOutputSerializer, 404: ERROR},
     )
     def get(self, request, name: str):
-        query = _valid(PreviewInputSerializer, request.query_params)
+        query = validated(PreviewInputSerializer, request.query_params)
         dataset = selectors.dataset_get(name=name)
         rows = selectors.dataset_preview(dataset=dataset, limit=query["limit"])
         if fmt := query.get("format"):
@@ -274,7 +268,7 @@ class DatasetDownloadApi(ApiView):
         responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY, 400: ERROR, 404: ERROR},
     )
     def get(self, request, name: str):
-        query = _valid(DownloadInputSerializer, request.query_params)
+        query = validated(DownloadInputSerializer, request.query_params)
         dataset = selectors.dataset_get(name=name)
         fmt = query.get("format")
         chunks = selectors.dataset_export(dataset=dataset, fmt=fmt)
@@ -294,7 +288,7 @@ class GenerationJobCollectionApi(ApiView):
         responses={200: GenerationJobOutputSerializer(many=True)},
     )
     def get(self, request):
-        filters = _valid(GenerationJobFilterSerializer, request.query_params)
+        filters = validated(GenerationJobFilterSerializer, request.query_params)
         return paginated_response(
             queryset=selectors.generation_job_list(**filters),
             serializer_class=GenerationJobOutputSerializer,
@@ -309,7 +303,7 @@ class GenerationJobCollectionApi(ApiView):
         description="Start generating a dataset on the datagen service. Progress: the job's events.",
     )
     def post(self, request):
-        data = dict(_valid(GenerateInputSerializer, request.data))
+        data = dict(validated(GenerateInputSerializer, request.data))
         token = data.pop("token", "")
         job = services.dataset_generate(owner=request.user, params=GenerationParams(**data), token=token)
         return Response(GenerationJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
@@ -342,7 +336,7 @@ class GenerationJobResumeApi(ApiView):
         responses={202: GenerationJobOutputSerializer, 400: ERROR, 404: ERROR, 503: ERROR},
     )
     def post(self, request, job_id: str):
-        data = _valid(ResumeInputSerializer, request.data)
+        data = validated(ResumeInputSerializer, request.data)
         job = selectors.generation_job_get(job_id=job_id)
         job = services.generation_resume(job=job, token=data.get("token", ""))
         return Response(GenerationJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
@@ -355,7 +349,7 @@ class GenerationJobEventsApi(ApiView):
         responses={200: EventListOutputSerializer, 404: ERROR},
     )
     def get(self, request, job_id: str):
-        query = _valid(EventListInputSerializer, request.query_params)
+        query = validated(EventListInputSerializer, request.query_params)
         job = selectors.generation_job_get(job_id=job_id)
         events = selectors.job_event_list(job=job, after_seq=query["after_seq"], limit=query["limit"])
         body = {

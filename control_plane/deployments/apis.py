@@ -15,7 +15,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response
+from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response, validated
 from control_plane.core.errors import SynthtuneError, error_body
 from control_plane.core.sse import sse_message, sse_response
 from control_plane.deployments import selectors, services
@@ -319,12 +319,6 @@ class ComparisonOutputSerializer(serializers.ModelSerializer):
         )
 
 
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 def _reconcile() -> dict:
     """Reconcile with vLLM; a proxy that can't be asked leaves the stored states (and says so)."""
     try:
@@ -357,7 +351,7 @@ class AdapterLoadApi(ApiView):
         "as failed (see `replicas`). 200 when it was already loaded everywhere, else 201.",
     )
     def post(self, request, name: str):
-        data = _valid(LoadInputSerializer, request.data)
+        data = validated(LoadInputSerializer, request.data)
         outcome = services.deployment_load(
             adapter_name=name, targets=data["targets"], token=data["token"], owner=request.user
         )
@@ -382,7 +376,7 @@ class AdapterUnloadApi(ApiView):
         "anywhere (deployments vLLM no longer serves become lost).",
     )
     def post(self, request, name: str):
-        data = _valid(UnloadInputSerializer, request.data)
+        data = validated(UnloadInputSerializer, request.data)
         adapter = services.adapter_for_serving(name=name)
         deployments = services.adapter_unload(adapter=adapter, token=data["token"])
         return Response(AdapterUnloadOutputSerializer({"adapter": name, "deployments": deployments}).data)
@@ -397,7 +391,7 @@ class DeploymentUnloadApi(ApiView):
         "says so, or vLLM doesn't serve it any more (the deployment then becomes lost).",
     )
     def post(self, request, deployment_id: int):
-        data = _valid(UnloadInputSerializer, request.data)
+        data = validated(UnloadInputSerializer, request.data)
         deployment = selectors.deployment_get(deployment_id=deployment_id)
         deployment = services.deployment_unload(deployment=deployment, token=data["token"])
         return Response(DeploymentOutputSerializer(deployment).data)
@@ -416,7 +410,7 @@ class DeploymentCollectionApi(ApiView):
         "If the proxy can't be asked, states are as stored and `reconcile.ok` is false.",
     )
     def get(self, request):
-        filters = dict(_valid(DeploymentFilterSerializer, request.query_params))
+        filters = dict(validated(DeploymentFilterSerializer, request.query_params))
         reconciled = (
             _reconcile() if filters.pop("reconcile") else {"ok": False, "error": "", "checked_at": None}
         )
@@ -457,7 +451,7 @@ class ServedModelsApi(ApiView):
         "reachable=false and the error; 503 only when the proxy itself is down.",
     )
     def get(self, request):
-        query = _valid(ServedModelsFilterSerializer, {"target": request.query_params.getlist("target")})
+        query = validated(ServedModelsFilterSerializer, {"target": request.query_params.getlist("target")})
         targets = selectors.served_models(
             targets=query["target"], token=request.headers.get(TOKEN_HEADER, "")
         )
@@ -477,7 +471,7 @@ class CompareApi(ApiView):
         "Each side: text, latency, token counts, finish reason. Recorded as a comparison.",
     )
     def post(self, request):
-        data = _valid(CompareInputSerializer, request.data)
+        data = validated(CompareInputSerializer, request.data)
         comparison = services.comparison_run_one(
             owner=request.user,
             adapter_name=data["adapter"],
@@ -529,7 +523,7 @@ class CompareBatchApi(ApiView):
         "Recorded as a comparison.",
     )
     def post(self, request):
-        data = _valid(CompareBatchInputSerializer, request.data)
+        data = validated(CompareBatchInputSerializer, request.data)
         batch = services.comparison_start_batch(
             owner=request.user,
             adapter_name=data["adapter"],
@@ -591,7 +585,7 @@ class ComparisonCollectionApi(ApiView):
         responses={200: ComparisonOutputSerializer(many=True)},
     )
     def get(self, request):
-        filters = _valid(ComparisonFilterSerializer, request.query_params)
+        filters = validated(ComparisonFilterSerializer, request.query_params)
         return paginated_response(
             queryset=selectors.comparison_list(**filters),
             serializer_class=ComparisonOutputSerializer,

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response
+from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response, validated
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.runs import params as limits
 from control_plane.runs import selectors, services
@@ -194,12 +194,6 @@ class AdapterFilterSerializer(serializers.Serializer):
     search = serializers.CharField(required=False, help_text="Part of the name.")
 
 
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 # --- runs ----------------------------------------------------------------------------
 
 
@@ -210,7 +204,7 @@ class RunCollectionApi(ApiView):
         responses={200: RunOutputSerializer(many=True)},
     )
     def get(self, request):
-        filters = _valid(RunFilterSerializer, request.query_params)
+        filters = validated(RunFilterSerializer, request.query_params)
         return paginated_response(
             queryset=selectors.run_list(**filters),
             serializer_class=RunOutputSerializer,
@@ -227,7 +221,7 @@ class RunCollectionApi(ApiView):
         "extra.field. Progress: the run's events.",
     )
     def post(self, request):
-        data = dict(_valid(RunCreateInputSerializer, request.data))
+        data = dict(validated(RunCreateInputSerializer, request.data))
         data["hyperparameters"] = dict(data.get("hyperparameters") or {})
         run = services.run_start(owner=request.user, params=RunParams(**data))
         return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
@@ -260,7 +254,7 @@ class RunEventsApi(ApiView):
         description="Stored events in seq order. Step and eval events are the metric history.",
     )
     def get(self, request, run_id: str):
-        query = _valid(RunEventListInputSerializer, request.query_params)
+        query = validated(RunEventListInputSerializer, request.query_params)
         run = selectors.run_get(run_id=run_id)
         events = selectors.run_event_list(
             run=run, after_seq=query["after_seq"], limit=query["limit"], types=sorted(query.get("type") or ())
@@ -299,7 +293,7 @@ class AdapterCollectionApi(ApiView):
         responses={200: AdapterOutputSerializer(many=True)},
     )
     def get(self, request):
-        filters = _valid(AdapterFilterSerializer, request.query_params)
+        filters = validated(AdapterFilterSerializer, request.query_params)
         return paginated_response(
             queryset=selectors.adapter_list(**filters),
             serializer_class=AdapterOutputSerializer,
