@@ -36,6 +36,7 @@ __all__ = [
     "Unavailable",
     "UpstreamError",
     "error_body",
+    "typed_error",
     "from_rpc_error",
 ]
 
@@ -61,6 +62,12 @@ class UpstreamError(SynthtuneError):
         self.code = code
 
 
+def typed_error(code: str, message: str, *, extra: dict[str, Any] | None = None) -> SynthtuneError:
+    """The typed error for a google.rpc code name (UpstreamError when it has no type of its own)."""
+    cls = _TYPED.get(code)
+    return cls(message, extra=extra) if cls else UpstreamError(code or "UNKNOWN", message, extra=extra)
+
+
 def error_body(*, message: str, code: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The one error body of the API."""
     return {"message": message, "code": code, "extra": extra or {}}
@@ -79,6 +86,14 @@ def _field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
     return violations
 
 
+def _raised_by_service(exc: grpc.RpcError) -> bool:
+    """True when the service's own logic raised this (the shared interceptor attaches a
+    google.rpc status); false for transport failures and the gRPC token check, which don't."""
+    if not isinstance(exc, grpc.Call):
+        return False
+    return any(key == "grpc-status-details-bin" for key, _ in exc.trailing_metadata() or ())
+
+
 def from_rpc_error(
     exc: grpc.RpcError,
     *,
@@ -91,6 +106,12 @@ def from_rpc_error(
     code = exc.code().name if exc.code() else "UNKNOWN"
     details = exc.details() or code
     where = {"service": service, "address": address}
+    if _raised_by_service(exc) and code in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
+        # The service itself judged something it calls: keep its message (it names the URL).
+        if code == "UNAVAILABLE":
+            return Unavailable(details, extra={"service": service, "upstream": True})
+        # A credential the caller passed for that upstream (a vLLM or endpoint token) was refused.
+        return InvalidArgument(details, extra={"field": "token", "upstream_code": code})
     if code == "UNAVAILABLE":
         return Unavailable(
             f"The {service} service at {address} is unavailable ({details}). "
@@ -116,7 +137,6 @@ def from_rpc_error(
         extra["fields"] = {}
         for proto_field, description in violations:
             extra["fields"].setdefault(names.get(proto_field, proto_field), []).append(description)
-    cls = _TYPED.get(code)
-    if cls is not None:
-        return cls(details, extra=extra)
+    if code in _TYPED:
+        return typed_error(code, details, extra=extra)
     return UpstreamError(code, f"The {service} service failed: {details}", extra=extra)

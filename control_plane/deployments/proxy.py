@@ -10,20 +10,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import grpc
 from django.conf import settings
 
 from control_plane.core.clients import ServiceClient, service_client
-from control_plane.core.errors import SynthtuneError, UpstreamError
-from synthtune.errors import (
-    AlreadyExists,
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    Unavailable,
-)
+from control_plane.core.errors import SynthtuneError, typed_error
 from synthtune.serving.v1 import serving_pb2 as pb
 from synthtune.serving.v1.serving_pb2_grpc import ServingProxyServiceStub
 
@@ -49,47 +39,8 @@ FIELD_NAMES = {
     **{name: f"sampling.{name}" for name in SAMPLING_FIELDS},
 }
 
-_TYPED: dict[str, type[SynthtuneError]] = {
-    cls.code: cls
-    for cls in (
-        InvalidArgument,
-        NotFound,
-        AlreadyExists,
-        FailedPrecondition,
-        Unavailable,
-        ResourceExhausted,
-        DeadlineExceeded,
-    )
-}
-
-
-def _own_error(error: SynthtuneError) -> SynthtuneError:
-    """The proxy's own verdict where the shared mapping would blame the wrong party.
-
-    The shared mapping reads UNAVAILABLE as "the service is down" and UNAUTHENTICATED as "our
-    SYNTHTUNE_GRPC_TOKEN is wrong". From the proxy these also mean "the vLLM at URL is down" and
-    "vLLM refused the vLLM token". Errors the proxy raises itself carry google.rpc status
-    details in the trailers (transport failures and the token check don't): keep its message."""
-    cause = error.__context__  # the grpc.RpcError the client re-raised `from None`
-    if not isinstance(cause, grpc.RpcError) or not isinstance(cause, grpc.Call):
-        return error
-    trailers = dict(cause.trailing_metadata() or ())
-    if "grpc-status-details-bin" not in trailers:
-        return error
-    code, details = cause.code().name, cause.details() or ""
-    if code == "UNAVAILABLE":
-        return Unavailable(details, extra={"service": "serving proxy", "upstream": "vLLM"})
-    if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
-        # The caller's vLLM token (or its absence) is the problem: their input.
-        return InvalidArgument(details, extra={"field": "token", "upstream_code": code})
-    return error
-
-
 def _call(method: str, request: Any, *, timeout_s: float | None = None) -> Any:
-    try:
-        return proxy_client().call(method, request, timeout_s=timeout_s)
-    except Unavailable as exc:
-        raise _own_error(exc) from None
+    return proxy_client().call(method, request, timeout_s=timeout_s)
 
 
 def proxy_client() -> ServiceClient:
@@ -124,11 +75,7 @@ class ReplicaResult:
         message = self.message or f"{self.code or 'UNKNOWN'} from the serving proxy"
         if self.target and self.target not in message:
             message = f"{message} (vLLM at {self.target})"
-        extra = {"target": self.target, "upstream_code": self.code}
-        cls = _TYPED.get(self.code)
-        if cls is None:
-            return UpstreamError(self.code or "UNKNOWN", message, extra=extra)
-        return cls(message, extra=extra)
+        return typed_error(self.code, message, extra={"target": self.target, "upstream_code": self.code})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -292,14 +239,7 @@ def compare_batch(
         token=token,
         sampling=_sampling(sampling),
     )
-    events = proxy_client().stream("CompareBatch", request, timeout_s=BATCH_DEADLINE_S)
-    while True:
-        try:
-            event = next(events)
-        except StopIteration:
-            return
-        except Unavailable as exc:
-            raise _own_error(exc) from None
+    for event in proxy_client().stream("CompareBatch", request, timeout_s=BATCH_DEADLINE_S):
         kind = event.WhichOneof("kind")
         if kind == "row":
             row = event.row
