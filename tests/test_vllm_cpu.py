@@ -99,7 +99,10 @@ def test_models_endpoint_lists_the_served_model(vllm_server):
     reply = httpx.get(f"{vllm_server.base_url}/models", timeout=30)
 
     assert reply.status_code == 200
-    assert [m["id"] for m in reply.json()["data"]] == ["tiny-phi3"]
+    # The session server is shared: adapters other tests loaded may be listed too (with a parent).
+    bases = [m for m in reply.json()["data"] if not m.get("parent")]
+    assert [m["id"] for m in bases] == ["tiny-phi3"]
+    assert bases[0]["root"] == str(vllm_server.model_dir)
 
 
 @pytest.mark.slow
