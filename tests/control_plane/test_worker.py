@@ -21,6 +21,7 @@ from synthtune.datagen.v1 import datagen_pb2 as pb
 from tests.control_plane.factories import GenerationJobFactory
 from tests.control_plane.helpers import generate_body, wait_for
 from tests.support import procs
+from tests.support.postgres import database_url
 
 JOBS = "/api/v1/generation-jobs/"
 
@@ -81,7 +82,7 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
 def test_worker_process_survives_the_service_being_down_and_catches_up(
     api, datagen, teacher, data_root, tmp_path, monkeypatch
 ):
-    """A real `python -m control_plane worker` against the test database file."""
+    """A real `python -m control_plane worker` against the test database."""
     address = datagen.address
     job_id = api.post(JOBS, generate_body(teacher), format="json").json()["job_id"]
     wait_for(lambda: finished_on_service(job_id), what="the job to finish on the service")
@@ -89,7 +90,7 @@ def test_worker_process_survives_the_service_being_down_and_catches_up(
 
     log = tmp_path / "worker.log"
     env = {
-        "DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "SYNTHTUNE_DATA_ROOT": str(data_root),
         "SYNTHTUNE_DATAGEN_ADDR": address,
         "SYNTHTUNE_GRPC_TOKEN": procs.TEST_GRPC_TOKEN,

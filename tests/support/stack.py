@@ -12,6 +12,7 @@ from pathlib import Path
 
 from synthtune.readiness import free_port
 from synthtune.stack import REPO, Stack, StackConfig, implemented_services
+from tests.support.postgres import own_database
 from tests.support.procs import TEST_GRPC_TOKEN
 
 
@@ -31,13 +32,15 @@ class RunningStack:
 @contextmanager
 def running_stack(data_root: Path, **extra_env: str) -> Iterator[RunningStack]:
     ports = {listen_var: f"127.0.0.1:{free_port()}" for _, _, listen_var, _, _ in implemented_services()}
-    config = StackConfig(
-        data_root=data_root, http_port=free_port(), grpc_token=TEST_GRPC_TOKEN, quiet=True,
-        extra_env={"SYNTHTUNE_WORKER_POLL_S": "0.2", **ports, **extra_env},
-    )
-    with Stack(config) as stack:
-        login = json.loads(subprocess.run(
-            [sys.executable, "-m", "control_plane", "demo_user", "--username", "admin"],
-            cwd=REPO, env=stack.env(), check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1])
-        yield RunningStack(stack, config.http_url, login["username"], login["password"], login["token"])
+    # On PostgreSQL each stack gets a database of its own (on SQLite, a file in its data root).
+    with own_database() as db_env:
+        config = StackConfig(
+            data_root=data_root, http_port=free_port(), grpc_token=TEST_GRPC_TOKEN, quiet=True,
+            extra_env={"SYNTHTUNE_WORKER_POLL_S": "0.2", **ports, **db_env, **extra_env},
+        )
+        with Stack(config) as stack:
+            login = json.loads(subprocess.run(
+                [sys.executable, "-m", "control_plane", "demo_user", "--username", "admin"],
+                cwd=REPO, env=stack.env(), check=True, capture_output=True, text=True,
+            ).stdout.strip().splitlines()[-1])
+            yield RunningStack(stack, config.http_url, login["username"], login["password"], login["token"])

@@ -21,6 +21,7 @@ from tests.control_plane.helpers import wait_for
 from tests.control_plane.runs.factories import RunFactory
 from tests.control_plane.runs.helpers import RUNS, TERMINAL, make_dataset, run_body, service_state
 from tests.support import procs
+from tests.support.postgres import database_url
 
 
 @pytest.mark.django_db
@@ -59,12 +60,12 @@ def test_a_run_the_trainer_forgot_is_marked_failed(trainer):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_worker_process_follows_a_run_to_its_adapter(api, trainer, data_root, tmp_path: Path):
-    """A real `python -m control_plane worker` (runs are one of its followers) on the test DB file."""
+    """A real `python -m control_plane worker` (runs are one of its followers) on the test DB."""
     make_dataset()
     log = tmp_path / "worker.log"
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "SYNTHTUNE_DATA_ROOT": str(data_root),
         "SYNTHTUNE_TRAINER_ADDR": trainer.address,
         "SYNTHTUNE_DATAGEN_ADDR": f"127.0.0.1:{procs.free_port()}",
