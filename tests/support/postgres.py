@@ -227,13 +227,20 @@ class _LegUnavailable(pytest.Item):
     def reportinfo(self):
         return self.path, None, "PostgreSQL leg"
 
+    def repr_failure(self, excinfo, style=None) -> str:
+        return str(excinfo.value)  # the reason is the whole story; no traceback into pytest
+
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = config.stash.get(_UNAVAILABLE, None)
     if reason is None:
         return
     config.hook.pytest_deselected(items=list(items))
-    items[:] = [_LegUnavailable.from_parent(session, name="postgresql-leg", path=Path(__file__), reason=reason)]
+    here = Path(__file__)
+    nodeid = f"{here.relative_to(config.rootpath)}::postgresql-leg" if here.is_relative_to(config.rootpath) else ""
+    items[:] = [
+        _LegUnavailable.from_parent(session, name="postgresql-leg", path=here, nodeid=nodeid, reason=reason)
+    ]
 
 
 # --- helpers for tests that start processes ------------------------------------
