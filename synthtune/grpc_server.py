@@ -4,7 +4,8 @@
 - the official health service (per-service status) and reflection;
 - one interceptor that checks the bearer token (constant time), sets the
   request id for logs, and turns SynthtuneError into a precise status with
-  google.rpc.BadRequest details for field errors;
+  google.rpc.BadRequest details for field errors, and counts and times each
+  call for Prometheus (synthtune.metrics; health and reflection are not counted);
 - optional TLS.
 `serve_until_signal` runs it until SIGTERM/SIGINT: health goes NOT_SERVING,
 then the server stops with a grace period so in-flight calls finish.
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import grpc
@@ -30,6 +32,7 @@ from grpc_status import rpc_status
 
 from synthtune.errors import SynthtuneError
 from synthtune.logs import request_id_var, rpc_var
+from synthtune.metrics import rpc_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -103,34 +106,76 @@ async def _abort_for(context: grpc.aio.ServicerContext, exc: Exception):
     await context.abort(grpc.StatusCode.INTERNAL, f"Internal error (request id {request_id_var.get()}).")
 
 
+def _cancelled_code(context: grpc.aio.ServicerContext) -> str:
+    """The client went away: past its deadline, or it cancelled."""
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+
+
+def _code_name(context: grpc.aio.ServicerContext) -> str:
+    code = context.code()  # set by abort() or set_code(); None means OK
+    return code.name if code is not None else "OK"
+
+
 def _wrap_handler(handler: grpc.RpcMethodHandler, method: str, request_id: str, authorized: bool):
+    # Metrics: one counter increment and one histogram observe per call, at its end; the
+    # label children are cached per method (synthtune.metrics), so no label lookups here.
     if handler.unary_unary:
         inner = handler.unary_unary
+        measured = rpc_metrics(method, "unary")
 
         async def unary(request, context):
-            await _enter(context, method, request_id, authorized)
+            started = perf_counter()
+            code = "UNKNOWN"
             try:
-                return await inner(request, context)
+                await _enter(context, method, request_id, authorized)
+                try:
+                    reply = await inner(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the one place errors become statuses
+                    await _abort_for(context, exc)
+                code = _code_name(context)
+                return reply
             except grpc.aio.AbortError:
+                code = _code_name(context)
                 raise
-            except Exception as exc:  # noqa: BLE001 - the one place errors become statuses
-                await _abort_for(context, exc)
+            except asyncio.CancelledError:
+                code = _cancelled_code(context)
+                raise
+            finally:
+                measured.done(code, perf_counter() - started)
 
         return grpc.unary_unary_rpc_method_handler(
             unary, handler.request_deserializer, handler.response_serializer
         )
     if handler.unary_stream:
         inner_stream = handler.unary_stream
+        measured_stream = rpc_metrics(method, "server_stream")
 
         async def stream(request, context):
-            await _enter(context, method, request_id, authorized)
+            started = perf_counter()
+            code = "UNKNOWN"
             try:
-                async for item in inner_stream(request, context):
-                    yield item
+                await _enter(context, method, request_id, authorized)
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except (asyncio.CancelledError, GeneratorExit):
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    await _abort_for(context, exc)
+                code = _code_name(context)
             except grpc.aio.AbortError:
+                code = _code_name(context)
                 raise
-            except Exception as exc:  # noqa: BLE001
-                await _abort_for(context, exc)
+            except (asyncio.CancelledError, GeneratorExit):
+                code = _cancelled_code(context)
+                raise
+            finally:
+                measured_stream.done(code, perf_counter() - started)
 
         return grpc.unary_stream_rpc_method_handler(
             stream, handler.request_deserializer, handler.response_serializer

@@ -22,6 +22,8 @@ class CommonSettings(BaseSettings):
     grpc_tls_cert: Path | None = Field(default=None, description="PEM certificate; enables TLS with the key.")
     grpc_tls_key: Path | None = None
     grpc_shutdown_grace_s: float = Field(default=10.0, ge=0)
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics HTTP port; 0: off.")
+    metrics_host: str = Field(default="0.0.0.0", min_length=1, description="Address the /metrics endpoint binds.")
 
     @field_validator("grpc_token")
     @classmethod
