@@ -13,9 +13,11 @@ import sys
 
 from datagen_svc.config import DatagenSettings, SettingsError, load_settings
 from datagen_svc.manager import JobManager
+from datagen_svc.metrics import job_states
 from datagen_svc.server import build_server
 from synthtune.grpc_server import serve_until_signal
 from synthtune.logs import configure_logging
+from synthtune.metrics import start_metrics_server
 
 SERVICE = "datagen"
 
@@ -31,7 +33,12 @@ async def serve(settings: DatagenSettings) -> None:
     async def stop_jobs() -> None:
         await manager.shutdown(timeout_s=settings.grpc_shutdown_grace_s)
 
-    await serve_until_signal(handle, grace_s=settings.grpc_shutdown_grace_s, on_stop=stop_jobs)
+    metrics = start_metrics_server(settings.metrics_host, settings.metrics_port, collectors=[job_states(manager)])
+    try:
+        await serve_until_signal(handle, grace_s=settings.grpc_shutdown_grace_s, on_stop=stop_jobs)
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 def main() -> int:

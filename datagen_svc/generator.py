@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datagen_svc.jobs import EventKind, Job, JobStore
+from datagen_svc.metrics import ROWS_DROPPED, ROWS_FAILED, ROWS_KEPT
 from datagen_svc.openai_client import ChatClient, EndpointError
 from datagen_svc.planning import InstructionSource, PlanningError, make_source
 from datagen_svc.quality import DUPLICATE_INSTRUCTION, Deduper, make_row, output_problem
@@ -197,6 +198,7 @@ class _Run:
             return
         self.writer.append(row)
         self.job.counts.kept += 1
+        ROWS_KEPT.inc()
         self._progress()
 
     def _count_usage(self) -> None:
@@ -207,8 +209,10 @@ class _Run:
     def _reject(self, index: int, instruction: str, *, kind: str, reason: str) -> None:
         if kind == "dropped":
             self.job.counts.dropped += 1
+            ROWS_DROPPED.inc()
         else:
             self.job.counts.failed += 1
+            ROWS_FAILED.inc()
         self.store.append(
             self.job.job_id,
             EventKind.ROW_REJECTED,

@@ -17,6 +17,7 @@ from serving_proxy_svc.proxy import ServingProxy
 from serving_proxy_svc.server import build_server
 from synthtune.grpc_server import serve_until_signal
 from synthtune.logs import configure_logging
+from synthtune.metrics import start_metrics_server
 
 SERVICE = "serving-proxy"
 logger = logging.getLogger(__name__)
@@ -25,10 +26,13 @@ logger = logging.getLogger(__name__)
 async def serve(settings: ProxySettings) -> None:
     proxy = ServingProxy(settings)
     handle = build_server(settings, proxy)
+    metrics = start_metrics_server(settings.metrics_host, settings.metrics_port)
     try:
         await serve_until_signal(handle, grace_s=settings.grpc_shutdown_grace_s)
     finally:
         await proxy.aclose()
+        if metrics is not None:
+            metrics.close()
 
 
 def main() -> int:

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 from serving_proxy_svc.errors import Internal, PermissionDenied, Unauthenticated
+from serving_proxy_svc.metrics import ADAPTERS_LOADED, outcome_of, vllm_call_done
 from synthtune.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from synthtune.logs import redact_text
 
@@ -94,6 +95,7 @@ class VllmClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise Unavailable(f"vLLM at {target} sent a malformed /v1/models answer ({type(exc).__name__}).",
                               extra={"target": target}) from None
+        ADAPTERS_LOADED.labels(target).set(sum(card.is_adapter for card in cards))
         return cards
 
     async def load_adapter(self, target: str, *, name: str, path: str, token: str) -> str:
@@ -177,20 +179,28 @@ class VllmClient:
     async def _send(self, method: str, target: str, route: str, *, token: str, timeout_s: float,
                     body: dict[str, Any] | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        started, outcome = time.perf_counter(), "cancelled"
         try:
             # httpx's timeout bounds each phase; this bounds the whole call (a slow drip too).
             async with asyncio.timeout(timeout_s):
-                return await self._http.request(method, f"{target}{route}", json=body, headers=headers,
-                                                timeout=timeout_s)
+                response = await self._http.request(method, f"{target}{route}", json=body, headers=headers,
+                                                    timeout=timeout_s)
+            outcome = outcome_of(response.status_code)
+            return response
         except (httpx.TimeoutException, TimeoutError):
+            outcome = "timeout"
             raise Unavailable(f"vLLM at {target} did not answer {method} {route} within {timeout_s:g}s.",
                               extra={"target": target}) from None
         except httpx.ConnectError as exc:
+            outcome = "unreachable"
             raise Unavailable(f"vLLM at {target} is unreachable ({_reason(exc)}): is it running at that URL?",
                               extra={"target": target}) from None
         except httpx.TransportError as exc:
+            outcome = "transport_error"
             raise Unavailable(f"vLLM at {target} dropped {method} {route} ({type(exc).__name__}: {_reason(exc)}).",
                               extra={"target": target}) from None
+        finally:
+            vllm_call_done(target, route, outcome, time.perf_counter() - started)
 
 
 def _raise_for_common(response: httpx.Response, target: str, what: str) -> None:

@@ -13,8 +13,10 @@ import sys
 
 from synthtune.grpc_server import serve_until_signal
 from synthtune.logs import configure_logging
+from synthtune.metrics import start_metrics_server
 from trainer_svc.config import SettingsError, TrainerSettings, load_settings
 from trainer_svc.manager import RunManager
+from trainer_svc.metrics import run_states
 from trainer_svc.server import build_server
 
 SERVICE = "trainer"
@@ -26,7 +28,12 @@ async def serve(settings: TrainerSettings) -> None:
     manager.recover()
     manager.start_scheduler()
     handle = build_server(settings, manager)
-    await serve_until_signal(handle, grace_s=settings.grpc_shutdown_grace_s, on_stop=manager.shutdown)
+    metrics = start_metrics_server(settings.metrics_host, settings.metrics_port, collectors=[run_states(manager)])
+    try:
+        await serve_until_signal(handle, grace_s=settings.grpc_shutdown_grace_s, on_stop=manager.shutdown)
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ from synthtune.files import atomic_write_bytes
 from synthtune.paths import validate_name
 from trainer_svc.config import TrainerSettings
 from trainer_svc.export import remove_stale_exports
+from trainer_svc.metrics import Throughput
 from trainer_svc.runs import INTERRUPTED, TERMINAL, Run, RunState, RunStore
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class RunManager:
         self._cancel_requested: set[str] = set()
         self._scheduler: asyncio.Task | None = None
         self._closing = False
+        self._throughput = Throughput()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -171,6 +173,7 @@ class RunManager:
                 stdout=asyncio.subprocess.PIPE, stderr=child_log, limit=1 << 24,
             )
         self._current, self._current_run = proc, run
+        self._throughput = Throughput()
         run.pid = proc.pid
         self.store.set_state(run, RunState.RUNNING)
         error = ""
@@ -184,6 +187,7 @@ class RunManager:
             returncode = await proc.wait()
         finally:
             self._current = self._current_run = None
+            self._throughput.ended()
         if run.state not in TERMINAL:
             self._finish_without_result(run, returncode=returncode, error=error)
         self._cancel_requested.discard(run.run_id)
@@ -216,6 +220,7 @@ class RunManager:
                 f"{event.get('wrapped_modules')} LoRA modules, {event.get('trainable_params')} trainable parameters")})
         elif kind == "step":
             run.step, run.max_steps, run.epoch = int(event["step"]), int(event["max_steps"]), float(event["epoch"] or 0)
+            self._throughput.step(event)
             self.store.append(run, "step", {k: event.get(k) for k in (
                 "step", "max_steps", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s")})
         elif kind == "eval":
@@ -229,6 +234,7 @@ class RunManager:
             })
         elif kind == "finished":
             run.metrics = event.get("metrics") or {}
+            self._throughput.finished(run.metrics)
             status = RunState.SUCCEEDED if event.get("status") == "succeeded" else RunState.CANCELLED
             self.store.set_state(run, status, error="" if status == RunState.SUCCEEDED else "cancelled by request")
         # "validated" and "cancelled" add nothing the parent doesn't already know.
