@@ -13,6 +13,9 @@ Every variable, with its default:
 - SYNTHTUNE_WORKER_POLL_S       1.0                 how often the worker looks for unfinished jobs
 - SYNTHTUNE_WORKER_BACKOFF_MAX_S 30                 longest wait between reconnects to a service that is down
 - SYNTHTUNE_SSE_POLL_S          0.02                how often an event stream (SSE) looks for new events
+- SYNTHTUNE_METRICS_PORT        0                   the worker's Prometheus /metrics port; 0: off
+- SYNTHTUNE_METRICS_HOST        0.0.0.0             address the worker's /metrics binds
+- SYNTHTUNE_METRICS_TOKEN       (none)              set (16+ characters): the web's /metrics wants it as a bearer token
 - DATABASE_URL                  sqlite:///<data root>/control_plane.sqlite3   any dj-database-url URL
 - DJANGO_SECRET_KEY             (generated)         unset: a random key is created once in
                                                     <data root>/.django-secret-key (mode 0600) and reused
@@ -67,6 +70,12 @@ class ControlPlaneConfig(BaseSettings):
         default=30.0, gt=0, le=3600, validation_alias=_env("SYNTHTUNE_WORKER_BACKOFF_MAX_S")
     )
     sse_poll_s: float = Field(default=0.02, ge=0.005, le=10, validation_alias=_env("SYNTHTUNE_SSE_POLL_S"))
+    # The worker's /metrics port (0: off); the web process serves /metrics on its own HTTP port.
+    metrics_port: int = Field(default=0, ge=0, le=65535, validation_alias=_env("SYNTHTUNE_METRICS_PORT"))
+    metrics_host: str = Field(default="0.0.0.0", min_length=1, validation_alias=_env("SYNTHTUNE_METRICS_HOST"))
+    # Set: the web's /metrics wants "Authorization: Bearer <it>" (the HTTP port may face the outside).
+    metrics_token: str = Field(default="", repr=False, pattern=r"^(|.{16,})$",
+                               validation_alias=_env("SYNTHTUNE_METRICS_TOKEN"))
     database_url: str = Field(default="", validation_alias=_env("DATABASE_URL"))
     secret_key: str = Field(default="", validation_alias=_env("DJANGO_SECRET_KEY"))
     debug: bool = Field(default=False, validation_alias=_env("DJANGO_DEBUG"))

@@ -23,6 +23,10 @@ SYNTHTUNE_SERVING_PROXY_ADDR = CONFIG.serving_proxy_addr
 SYNTHTUNE_RECONCILE_S = CONFIG.reconcile_s
 SYNTHTUNE_WORKER_POLL_S = CONFIG.worker_poll_s
 SYNTHTUNE_WORKER_BACKOFF_MAX_S = CONFIG.worker_backoff_max_s
+# Prometheus: the worker serves /metrics on its own port; the web on its HTTP port (control_plane.core.metrics).
+SYNTHTUNE_METRICS_PORT = CONFIG.metrics_port
+SYNTHTUNE_METRICS_HOST = CONFIG.metrics_host
+SYNTHTUNE_METRICS_TOKEN = CONFIG.metrics_token
 # The worker follows these.
 SYNTHTUNE_WORKER_FOLLOWERS = [
     "control_plane.datasets.worker.GenerationFollower",
@@ -60,6 +64,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "control_plane.core.metrics.MetricsMiddleware",  # first: times and counts everything below
     "control_plane.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from control_plane.core.api import RedocView, SchemaView, SwaggerView
+from control_plane.core.metrics import metrics_view
 from control_plane.core.views import healthz
 
 # Each app brings its own routes (and URL namespace).
@@ -18,6 +19,7 @@ api_v1 = [
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; open unless SYNTHTUNE_METRICS_TOKEN
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     # DRF answers anonymous calls to these with 401/403 itself (SERVE_PERMISSIONS).

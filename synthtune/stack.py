@@ -28,6 +28,9 @@ SERVICES = [
     ("trainer", "trainer_svc", "SYNTHTUNE_TRAINER_LISTEN", "SYNTHTUNE_TRAINER_ADDR", 50052),
     ("serving-proxy", "serving_proxy_svc", "SYNTHTUNE_SERVING_PROXY_LISTEN", "SYNTHTUNE_SERVING_PROXY_ADDR", 50053),
 ]
+# Each process's Prometheus /metrics port (SYNTHTUNE_METRICS_PORT), so they don't collide on one
+# machine; the control plane serves its /metrics on the HTTP port. 0 turns one off.
+METRICS_PORTS = {"datagen": 9101, "trainer": 9102, "serving-proxy": 9103, "worker": 9104}
 
 
 @dataclass
@@ -37,10 +40,18 @@ class StackConfig:
     grpc_token: str = field(default_factory=lambda: os.environ.get("SYNTHTUNE_GRPC_TOKEN") or secrets.token_urlsafe(24))
     extra_env: dict[str, str] = field(default_factory=dict)
     quiet: bool = False  # demo: keep service logs in files, not on the terminal
+    metrics_ports: dict[str, int] = field(default_factory=lambda: dict(METRICS_PORTS))
 
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Process name -> its /metrics URL, for the processes that serve one."""
+        names = {s[0] for s in implemented_services()} | {"worker"}
+        urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in self.metrics_ports.items()
+                if port and name in names}
+        return {**urls, "control-plane": f"{self.http_url}/metrics"}
 
 
 def implemented_services() -> list[tuple[str, str, str, str, int]]:
@@ -64,6 +75,7 @@ class Stack:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
+            "SYNTHTUNE_METRICS_HOST": os.environ.get("SYNTHTUNE_METRICS_HOST", "127.0.0.1"),
             **self.config.extra_env,
         }
         for _, _, listen_var, addr_var, port in implemented_services():
@@ -95,14 +107,19 @@ class Stack:
         subprocess.run([sys.executable, "-m", "control_plane", "migrate", "--noinput"], cwd=REPO, env=env,
                        check=True, stdout=subprocess.DEVNULL)
         for name, module, listen_var, _, _ in implemented_services():
-            self.spawn(name, [sys.executable, "-m", module], env)
+            self.spawn(name, [sys.executable, "-m", module], self._with_metrics_port(env, name))
             wait_grpc_serving(env[listen_var], proc=self.procs[-1][1], name=name)
-        self.spawn("worker", [sys.executable, "-m", "control_plane", "worker"], env)
+        self.spawn("worker", [sys.executable, "-m", "control_plane", "worker"], self._with_metrics_port(env, "worker"))
         self.spawn("control-plane", [
             sys.executable, "-m", "gunicorn", "control_plane.wsgi", "--bind", f"127.0.0.1:{self.config.http_port}",
+            "--config", "python:control_plane.gunicorn_conf",
             "--worker-class", "gthread", "--threads", "16", "--timeout", "0", "--graceful-timeout", "5",
         ], env)
         wait_http_ok(f"{self.config.http_url}/healthz", proc=self.procs[-1][1], name="control-plane")
+
+    def _with_metrics_port(self, env: dict[str, str], name: str) -> dict[str, str]:
+        # Set for every process, 0 included: one port inherited from the shell would make them collide.
+        return {**env, "SYNTHTUNE_METRICS_PORT": str(self.config.metrics_ports.get(name, 0))}
 
     def stop(self) -> None:
         for _, proc in reversed(self.procs):

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from time import perf_counter
 from typing import Any
 
 import grpc
 from django.conf import settings
 
 from control_plane.core.errors import SynthtuneError, Unavailable, from_rpc_error
+from control_plane.core.metrics import grpc_call_done
 from synthtune.grpc_client import open_channel
 
 
@@ -56,24 +58,39 @@ class ServiceClient:
 
     def call(self, method: str, request: Any, *, timeout_s: float | None = None) -> Any:
         timeout = timeout_s or self.timeout_s
+        started, code = perf_counter(), "OK"
         try:
             return getattr(self._stub, method)(request, timeout=timeout)
         except grpc.RpcError as exc:
+            code = _code_name(exc)
             raise self._error(exc, timeout) from None
+        finally:
+            grpc_call_done(self.service, method, "unary", code, perf_counter() - started)
 
     def stream(self, method: str, request: Any, *, timeout_s: float) -> Iterator[Any]:
         """Items of a server stream. The deadline bounds the whole stream; callers reconnect."""
+        started, code = perf_counter(), "OK"
         call = getattr(self._stub, method)(request, timeout=timeout_s)
         try:
             yield from call
         except grpc.RpcError as exc:
+            code = _code_name(exc)
             raise self._error(exc, timeout_s) from None
+        except GeneratorExit:
+            code = "CANCELLED"
+            raise
         finally:
             call.cancel()  # the consumer stopped early: end the stream on the server too
+            grpc_call_done(self.service, method, "server_stream", code, perf_counter() - started)
 
     def close(self) -> None:
         """Close the channel; calls in flight end with CANCELLED."""
         self._channel.close()
+
+
+def _code_name(exc: grpc.RpcError) -> str:
+    code = exc.code() if callable(getattr(exc, "code", None)) else None
+    return code.name if code is not None else "UNKNOWN"
 
 
 _clients: dict[tuple, ServiceClient] = {}

@@ -19,6 +19,7 @@ from django.db import close_old_connections, connection
 
 from control_plane.core.clients import close_clients
 from control_plane.core.errors import DeadlineExceeded, Unavailable
+from control_plane.core.metrics import WORKER_FOLLOWS, WORKER_STREAMS
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +82,18 @@ class Worker:
 
     def _follow(self, follower: Follower, key: str, stop: threading.Event) -> None:
         slot = (follower.name, key)
+        WORKER_STREAMS.labels(follower.name).inc()
         try:
             follower.follow(key)
             self._failures.pop(slot, None)
+            WORKER_FOLLOWS.labels(follower.name, "ended").inc()
         except DeadlineExceeded:
             self._failures.pop(slot, None)  # a long job outlived one stream's deadline: reconnect now
+            WORKER_FOLLOWS.labels(follower.name, "deadline").inc()
         except Exception as exc:
             if stop.is_set():
                 return  # our own shutdown cancelled the stream
+            WORKER_FOLLOWS.labels(follower.name, "unavailable" if isinstance(exc, Unavailable) else "error").inc()
             failures = self._failures[slot] = self._failures.get(slot, 0) + 1
             delay = backoff_s(failures, cap_s=self.backoff_max_s)
             fields = {
@@ -103,6 +108,7 @@ class Worker:
                 logger.exception("following a job failed", extra=fields)
             stop.wait(delay)  # hold the slot so the next poll doesn't retry at once
         finally:
+            WORKER_STREAMS.labels(follower.name).dec()
             connection.close()  # this thread's own DB connection
 
     def _shutdown(self) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthtune.readiness import free_port
-from synthtune.stack import REPO, Stack, StackConfig, implemented_services
+from synthtune.stack import METRICS_PORTS, REPO, Stack, StackConfig, implemented_services
 from tests.support.postgres import own_database
 from tests.support.procs import TEST_GRPC_TOKEN
 
@@ -23,6 +23,11 @@ class RunningStack:
     username: str
     password: str
     token: str
+
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        """Process name (datagen, trainer, serving-proxy, worker, control-plane) -> its /metrics URL."""
+        return self.stack.config.metrics_urls()
 
     def log_text(self, name: str) -> str:
         path = self.stack.log_dir / f"{name}.log"
@@ -37,6 +42,7 @@ def running_stack(data_root: Path, **extra_env: str) -> Iterator[RunningStack]:
         config = StackConfig(
             data_root=data_root, http_port=free_port(), grpc_token=TEST_GRPC_TOKEN, quiet=True,
             extra_env={"SYNTHTUNE_WORKER_POLL_S": "0.2", **ports, **db_env, **extra_env},
+            metrics_ports={name: free_port() for name in METRICS_PORTS},
         )
         with Stack(config) as stack:
             login = json.loads(subprocess.run(

@@ -11,6 +11,7 @@ from django.utils.module_loading import import_string
 
 from control_plane.core.worker import Worker
 from synthtune.logs import configure_logging
+from synthtune.metrics import start_metrics_server
 
 
 class Command(BaseCommand):
@@ -33,4 +34,10 @@ class Command(BaseCommand):
             poll_s=settings.SYNTHTUNE_WORKER_POLL_S,
             backoff_max_s=settings.SYNTHTUNE_WORKER_BACKOFF_MAX_S,
         )
-        worker.run(stop)
+        # Prometheus /metrics on its own port (0: off); a taken port stops the worker here, loudly.
+        metrics = start_metrics_server(settings.SYNTHTUNE_METRICS_HOST, settings.SYNTHTUNE_METRICS_PORT)
+        try:
+            worker.run(stop)
+        finally:
+            if metrics is not None:
+                metrics.close()
