@@ -13,6 +13,9 @@ Every variable, with its default:
 - SYNTHTUNE_WORKER_POLL_S       1.0                 how often the worker looks for unfinished jobs
 - SYNTHTUNE_WORKER_BACKOFF_MAX_S 30                 longest wait between reconnects to a service that is down
 - SYNTHTUNE_SSE_POLL_S          0.02                how often an event stream (SSE) looks for new events
+- SYNTHTUNE_LEGACY_ALLOW_ANONYMOUS false            true: the old Flask app's routes (/generate_data...)
+                                                    answer without a login, for old clients; off by default
+- SYNTHTUNE_DEFAULT_ADAPTER_NAME (none)             stem of the adapter name (<stem>-v<N>) of runs that name none
 - SYNTHTUNE_METRICS_PORT        0                   the worker's Prometheus /metrics port; 0: off
 - SYNTHTUNE_METRICS_HOST        0.0.0.0             address the worker's /metrics binds
 - SYNTHTUNE_METRICS_TOKEN       (none)              set (16+ characters): the web's /metrics wants it as a bearer token
@@ -24,6 +27,9 @@ Every variable, with its default:
 - DJANGO_CSRF_TRUSTED_ORIGINS   (none)              comma-separated, e.g. https://synthtune.example.com
 - DJANGO_STATIC_ROOT            (none)              where `collectstatic` writes; unset, WhiteNoise serves
                                                     straight from the apps (fine at this scale)
+The old Flask app's DATA_DIR, FINETUNE_ROOT and ADAPTER_EXPORT_DIR are read as aliases of
+SYNTHTUNE_DATA_ROOT (synthtune.settings.OldFolderVariables), DEFAULT_ADAPTER_NAME as one of
+SYNTHTUNE_DEFAULT_ADAPTER_NAME; the SYNTHTUNE_ name wins when both are set.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from synthtune.errors import SynthtuneError
+from synthtune.paths import validate_name
+from synthtune.settings import OldFolderVariables
+
 _ADDR_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 
@@ -47,7 +57,7 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
-class ControlPlaneConfig(BaseSettings):
+class ControlPlaneConfig(OldFolderVariables, BaseSettings):
     """Frozen settings read once from the environment; use `load_config()`."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", validate_by_name=True)
@@ -70,6 +80,14 @@ class ControlPlaneConfig(BaseSettings):
         default=30.0, gt=0, le=3600, validation_alias=_env("SYNTHTUNE_WORKER_BACKOFF_MAX_S")
     )
     sse_poll_s: float = Field(default=0.02, ge=0.005, le=10, validation_alias=_env("SYNTHTUNE_SSE_POLL_S"))
+    legacy_allow_anonymous: bool = Field(
+        default=False, validation_alias=_env("SYNTHTUNE_LEGACY_ALLOW_ANONYMOUS")
+    )
+    default_adapter_name: str = Field(
+        default="",
+        max_length=100,  # the trainer appends "-v<N>" within 128 characters
+        validation_alias=AliasChoices(*_env("SYNTHTUNE_DEFAULT_ADAPTER_NAME").choices, "DEFAULT_ADAPTER_NAME"),
+    )
     # The worker's /metrics port (0: off); the web process serves /metrics on its own HTTP port.
     metrics_port: int = Field(default=0, ge=0, le=65535, validation_alias=_env("SYNTHTUNE_METRICS_PORT"))
     metrics_host: str = Field(default="0.0.0.0", min_length=1, validation_alias=_env("SYNTHTUNE_METRICS_HOST"))
@@ -98,6 +116,16 @@ class ControlPlaneConfig(BaseSettings):
     def _host_port(cls, value: str) -> str:
         if not _ADDR_RE.match(value):
             raise ValueError("must be host:port, e.g. 127.0.0.1:50051")
+        return value
+
+    @field_validator("default_adapter_name")
+    @classmethod
+    def _adapter_stem(cls, value: str) -> str:
+        if value:
+            try:
+                validate_name(value, field="SYNTHTUNE_DEFAULT_ADAPTER_NAME")
+            except SynthtuneError as exc:
+                raise ValueError(exc.message) from None
         return value
 
     @field_validator("log_level")

@@ -38,6 +38,10 @@ SYNTHTUNE_WORKER_FOLLOWERS = [
 SYNTHTUNE_SSE_POLL_S = CONFIG.sse_poll_s
 SYNTHTUNE_SSE_MAX_S = 25.0
 SYNTHTUNE_PREVIEW_MAX_ROWS = 100
+# The old Flask app's routes (control_plane.legacy): anonymous callers only when this is on.
+SYNTHTUNE_LEGACY_ALLOW_ANONYMOUS = CONFIG.legacy_allow_anonymous
+# Runs that name no adapter get this stem (<stem>-v<N>); empty: the trainer's "<model>-lora".
+SYNTHTUNE_DEFAULT_ADAPTER_NAME = CONFIG.default_adapter_name
 SYNTHTUNE_UPLOAD_MAX_BYTES = 256 * 1024 * 1024
 
 # --- Django -------------------------------------------------------------------

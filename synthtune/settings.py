@@ -6,14 +6,69 @@ The README lists every variable with its default.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The old Flask app's folder variables and the data-root folder each names (DESIGN.md §3:
+# one data root holds datasets/, runs/ and adapters/). DATA_DIR, where it wrote datasets,
+# is the root itself; FINETUNE_ROOT and ADAPTER_EXPORT_DIR must be <root>/runs and <root>/adapters.
+OLD_FOLDER_VARIABLES = {"DATA_DIR": "", "FINETUNE_ROOT": "runs", "ADAPTER_EXPORT_DIR": "adapters"}
+_ROOT_KEYS = ("data_root", "SYNTHTUNE_DATA_ROOT", "synthtune_data_root")
 
-class CommonSettings(BaseSettings):
+
+def data_root_from_old_folders(values: Mapping[str, Any]) -> Path | None:
+    """The data root the old app's DATA_DIR / FINETUNE_ROOT / ADAPTER_EXPORT_DIR imply (None when
+    none is set). Raises ValueError, naming the variable, for a FINETUNE_ROOT or ADAPTER_EXPORT_DIR
+    that isn't a runs/ or adapters/ folder, or when the set ones imply different roots: synthtune
+    keeps one root, so a folder elsewhere would silently not be used."""
+    implied: dict[str, tuple[str, Path]] = {}
+    for variable, folder in OLD_FOLDER_VARIABLES.items():
+        raw = str(values.get(variable) or "").strip()
+        if not raw:
+            continue
+        path = Path(raw)
+        if folder:
+            if path.name != folder:
+                raise ValueError(
+                    f"{variable}={raw} can't be honoured: synthtune keeps it as <data root>/{folder}, so "
+                    f"{variable} must name a folder called {folder!r} (its parent becomes the data root); "
+                    "or set SYNTHTUNE_DATA_ROOT instead"
+                )
+            path = path.parent
+        implied[variable] = (raw, path)
+    if len({str(path.resolve()) for _, path in implied.values()}) > 1:
+        named = ", ".join(f"{variable}={raw} means root {path}" for variable, (raw, path) in implied.items())
+        raise ValueError(
+            f"the old folder variables imply different data roots ({named}); synthtune keeps one root "
+            "with datasets/, runs/ and adapters/ in it: make them agree, or set SYNTHTUNE_DATA_ROOT"
+        )
+    return next((path for _, path in implied.values()), None)
+
+
+class OldFolderVariables(BaseModel):
+    """Mixin: the old app's DATA_DIR, FINETUNE_ROOT and ADAPTER_EXPORT_DIR as aliases of the data
+    root. SYNTHTUNE_DATA_ROOT (or a data_root override) wins when set; they are then ignored."""
+
+    old_data_dir: str = Field(default="", exclude=True, repr=False, validation_alias=AliasChoices("DATA_DIR"))
+    old_finetune_root: str = Field(default="", exclude=True, repr=False, validation_alias=AliasChoices("FINETUNE_ROOT"))
+    old_adapter_export_dir: str = Field(
+        default="", exclude=True, repr=False, validation_alias=AliasChoices("ADAPTER_EXPORT_DIR")
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_root_from_old_folders(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or any(data.get(key) not in (None, "") for key in _ROOT_KEYS):
+            return data
+        root = data_root_from_old_folders(data)
+        return data if root is None else {**data, "data_root": root}
+
+
+class CommonSettings(OldFolderVariables, BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", env_prefix="SYNTHTUNE_", validate_by_name=True)
 
     data_root: Path = Field(default=Path("./var"), description="Folder holding datasets/, runs/, adapters/.")

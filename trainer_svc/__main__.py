@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 from synthtune.grpc_server import serve_until_signal
@@ -44,6 +45,8 @@ def main() -> int:
         logger.error("cannot start: %s", exc)
         return 2
     configure_logging(SERVICE, settings.log_level)
+    # Before anything imports huggingface_hub, which reads it once; the run processes inherit it.
+    os.environ.update(settings.hub_environment)
     logger.info("starting", extra={"listen": settings.listen, "data_root": str(settings.data_root)})
     asyncio.run(serve(settings))
     logger.info("stopped")

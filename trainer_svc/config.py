@@ -5,6 +5,10 @@ Every variable, with its default:
 - SYNTHTUNE_MODELS_ROOT             ./var/models     folder of local base models, by name
 - SYNTHTUNE_TRAINER_CANCEL_GRACE_S  60               after a cancel, how long a run may take to stop
                                                       before its process is killed
+- SYNTHTUNE_HF_HUB_CACHE            (unset)          Hugging Face hub cache for base models not under the
+                                                      models root; alias TRANSFORMERS_CACHE (the old app's,
+                                                      which transformers 5 no longer reads). Unset:
+                                                      huggingface_hub's own default, which honours HF_HOME
 plus the shared SYNTHTUNE_* settings of synthtune.settings.CommonSettings.
 One run trains at a time (one per device); the others wait in the queue.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from synthtune.settings import CommonSettings, SettingsError, env_alias
 from synthtune.settings import load_settings as _load
@@ -26,6 +30,13 @@ class TrainerSettings(CommonSettings):
                               validation_alias=env_alias("SYNTHTUNE_MODELS_ROOT", "models_root"))
     cancel_grace_s: float = Field(default=60.0, gt=0, le=3600,
                                   validation_alias=env_alias("SYNTHTUNE_TRAINER_CANCEL_GRACE_S", "cancel_grace_s"))
+    hf_hub_cache: Path | None = Field(
+        default=None, validation_alias=AliasChoices("SYNTHTUNE_HF_HUB_CACHE", "hf_hub_cache", "TRANSFORMERS_CACHE"))
+
+    @property
+    def hub_environment(self) -> dict[str, str]:
+        """Variables the training processes need for the hub cache (they inherit the trainer's)."""
+        return {"HF_HUB_CACHE": str(self.hf_hub_cache.resolve())} if self.hf_hub_cache else {}
 
 
 def load_settings(**overrides) -> TrainerSettings:

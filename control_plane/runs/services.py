@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -67,6 +69,9 @@ def run_start(*, owner: AbstractBaseUser | None, params: RunParams) -> Run:
     the trainer's: model limits, LoRA targets, token lengths...) and Unavailable when
     the trainer can't be reached, before anything is written."""
     datasets = _training_datasets(params.datasets)
+    if not params.adapter_name and settings.SYNTHTUNE_DEFAULT_ADAPTER_NAME:
+        # SYNTHTUNE_DEFAULT_ADAPTER_NAME (the old app's DEFAULT_ADAPTER_NAME): one stable stem.
+        params = replace(params, adapter_name=settings.SYNTHTUNE_DEFAULT_ADAPTER_NAME)
     request = start_request(params, dataset_paths=[dataset.path for dataset in datasets])
     reply = trainer_client().call("StartRun", request, timeout_s=START_TIMEOUT_S)
     snapshot = run_snapshot(reply.run)
