@@ -1,4 +1,5 @@
-"""synthtune runs start | watch | cancel | list, and synthtune adapters list | show."""
+"""synthtune runs start | watch | cancel | list, and synthtune adapters list | show (load and unload
+are in synthtune.cli.serving)."""
 
 from __future__ import annotations
 

@@ -9,14 +9,17 @@ import sys
 
 import pytest
 
+from synthtune.client import Client
 from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, tiny_models):
-    with running_stack(tmp_path_factory.mktemp("cli"), SYNTHTUNE_MODELS_ROOT=str(tiny_models)) as running:
+def stack(tmp_path_factory, tiny_models, vllm_server):
+    env = {"SYNTHTUNE_MODELS_ROOT": str(tiny_models), "SYNTHTUNE_VLLM_URL": vllm_server.url,
+           "SYNTHTUNE_VLLM_MAX_LORA_RANK": "8"}
+    with running_stack(tmp_path_factory.mktemp("cli"), **env) as running:
         yield running
 
 
@@ -29,7 +32,8 @@ def synthtune(stack, *args: str, token: str | None = None, url: str | None = Non
 
 def test_help_is_useful_on_every_command(stack):
     for args in (["--help"], ["datasets", "--help"], ["datasets", "generate", "--help"], ["runs", "start", "--help"],
-                 ["adapters", "--help"]):
+                 ["adapters", "--help"], ["adapters", "load", "--help"], ["compare", "--help"],
+                 ["compare", "one", "--help"], ["compare", "batch", "--help"]):
         result = synthtune(stack, *args)
         assert result.returncode == 0 and "Usage: synthtune" in result.stdout, args
     assert "Exit codes" in synthtune(stack, "--help").stdout
@@ -81,3 +85,47 @@ def test_generate_then_train_with_progress_and_exit_codes(stack, vllm_server):
     bad = synthtune(stack, "runs", "start", "--dataset", "faq", "--lr", "-1", "--no-watch")
     assert bad.returncode == 2 and "learning_rate" in bad.stderr
     assert synthtune(stack, "runs", "cancel", "does-not-exist").returncode == 2
+
+
+def _trained_adapter(stack, name: str) -> str:
+    rows = [{"instruction": f"Describe the map, number {n}.", "output": "A map of the sea."} for n in range(16)]
+    with Client(stack.url, token=stack.token, timeout_s=120) as api:
+        api.request("POST", "/api/v1/datasets/", json={"name": name, "rows": rows})
+        run = api.start_run(datasets=[name], base_model="tiny-phi3", adapter_name=name,
+                            hyperparameters={"epochs": 1, "max_length": 64, "device": "cpu"})
+        for _ in api.follow_run(run["run_id"]):
+            pass
+        finished = api.run(run["run_id"])
+    assert finished["state"] == "succeeded", finished
+    return finished["adapter"]
+
+
+def test_load_compare_and_unload(stack, vllm_server):
+    adapter = _trained_adapter(stack, "cli-serve")
+    loaded = synthtune(stack, "--json", "adapters", "load", adapter)
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout)["replicas"] == [
+        {"target": vllm_server.url, "ok": True, "served_name": adapter, "code": "", "message": "",
+         "already_loaded": False}]
+
+    one = synthtune(stack, "compare", "one", adapter, "Describe the map, number 3.", "--max-tokens", "8")
+    assert one.returncode == 0, one.stderr
+    assert "base" in one.stdout and f"fine-tuned ({adapter})" in one.stdout
+    as_json = json.loads(synthtune(stack, "--json", "compare", "one", adapter, "Hi", "--max-tokens", "4").stdout)
+    assert as_json["base"]["completion_tokens"] <= 4 and as_json["adapter"]["model"] == adapter
+
+    batch = synthtune(stack, "--json", "compare", "batch", adapter, "--dataset", "cli-serve", "--limit", "2",
+                      "--max-tokens", "8")
+    assert batch.returncode == 0, batch.stderr
+    result = json.loads(batch.stdout)
+    assert len(result["rows"]) == 2 and result["summary"]["rows"] == 2 and result["comparison_id"]
+    assert "compare" in batch.stderr  # the progress bar goes to stderr under --json
+    shown = synthtune(stack, "compare", "batch", adapter, "--dataset", "cli-serve", "--limit", "2")
+    assert "Summary: 2 rows" in shown.stdout and "exact match" in shown.stdout
+
+    assert synthtune(stack, "compare", "one", adapter, "Hi", "--temperature", "3").returncode == 2  # click refuses
+    assert synthtune(stack, "compare", "one", "no-such-adapter", "Hi").returncode == 2  # 404
+    unloaded = synthtune(stack, "--json", "adapters", "unload", adapter)
+    assert unloaded.returncode == 0 and json.loads(unloaded.stdout)["deployments"][0]["state"] == "unloaded"
+    not_loaded = synthtune(stack, "compare", "one", adapter, "Hi")
+    assert not_loaded.returncode == 2 and "load it first" in not_loaded.stderr

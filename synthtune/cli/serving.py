@@ -1,0 +1,173 @@
+"""synthtune adapters load | unload, and synthtune compare one | batch.
+
+vLLM's own API key, when it has one, comes from --vllm-token or SYNTHTUNE_VLLM_TOKEN; it is
+sent to the control plane for this call only and never printed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from synthtune.cli.context import Context, table
+from synthtune.cli.models import adapters
+
+pass_context = click.make_pass_decorator(Context)
+
+vllm_token_option = click.option(
+    "--vllm-token", envvar="SYNTHTUNE_VLLM_TOKEN", default="", show_default=False,
+    help="vLLM's API key, if it has one [env: SYNTHTUNE_VLLM_TOKEN]; never stored.",
+)
+
+
+def _sampling_options(command):
+    """The sampling options both sides of a comparison share (unset: greedy, the server's max)."""
+    for option in reversed([
+        click.option("--max-tokens", type=click.IntRange(1, 4096), help="Tokens per answer."),
+        click.option("--temperature", type=click.FloatRange(0, 2), help="[default: 0, greedy]"),
+        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True)),
+        click.option("--seed", type=click.IntRange(0, 2**31 - 1)),
+    ]):
+        command = option(command)
+    return command
+
+
+def _sampling(max_tokens, temperature, top_p, seed) -> dict[str, Any]:
+    given = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+# --- adapters load | unload -------------------------------------------------------------------
+
+
+@adapters.command()
+@click.argument("name")
+@click.option("--target", "targets", multiple=True, help="vLLM base URL (repeatable) [default: every replica].")
+@vllm_token_option
+@pass_context
+def load(ctx: Context, name: str, targets: tuple[str, ...], vllm_token: str) -> None:
+    """Hot-load adapter NAME into vLLM; prints its served name and a result per replica."""
+    with ctx.client() as client:
+        result = client.load_adapter(name, targets=targets, token=vllm_token)
+    rows = [[r["target"], "ok" if r["ok"] else f"failed ({r['code']})",
+             "already loaded" if r["already_loaded"] else r["message"]] for r in result["replicas"]]
+    ctx.emit(result, table=table(f"Loaded {name} as {result['served_name']}", ["vLLM", "result", "note"], rows))
+
+
+@adapters.command()
+@click.argument("name")
+@vllm_token_option
+@pass_context
+def unload(ctx: Context, name: str, vllm_token: str) -> None:
+    """Unload every loaded deployment of adapter NAME (its files stay)."""
+    with ctx.client() as client:
+        result = client.unload_adapter(name, token=vllm_token)
+    rows = [[d["target"], d["served_name"], d["state"]] for d in result["deployments"]]
+    ctx.emit(result, table=table(f"Unloaded {name}", ["vLLM", "served name", "state"], rows))
+
+
+# --- compare one | batch ----------------------------------------------------------------------
+
+
+@click.group()
+def compare() -> None:
+    """Base model vs fine-tuned adapter, side by side (the adapter must be loaded)."""
+
+
+@compare.command()
+@click.argument("adapter")
+@click.argument("prompt")
+@click.option("--system", "system_prompt", default="", help="System prompt (chat-format adapters).")
+@click.option("--served-name", default="", help="A loaded version's served name [default: the newest].")
+@click.option("--target", default="", help="vLLM base URL [default: where the adapter is loaded].")
+@_sampling_options
+@vllm_token_option
+@pass_context
+def one(ctx: Context, adapter: str, prompt: str, system_prompt: str, served_name: str, target: str,
+        vllm_token: str, **sampling) -> None:
+    """Both models answer PROMPT with identical sampling, in ADAPTER's recorded prompt format."""
+    with ctx.client() as client:
+        result = client.compare(adapter=adapter, prompt=prompt, sampling=_sampling(**sampling),
+                                system_prompt=system_prompt, served_name=served_name, target=target,
+                                token=vllm_token)
+    ctx.emit(result, table=_one_table(result))
+
+
+def _one_table(result: dict[str, Any]) -> Table:
+    sides = [("base", result["base"]), (f"fine-tuned ({result['served_name']})", result["adapter"])]
+    view = Table(title=f"Compare ({result['prompt_format']} format)", show_lines=True)
+    view.add_column("model")
+    view.add_column("output", overflow="fold", ratio=1)
+    view.add_column("tokens", justify="right")
+    view.add_column("ms", justify="right")
+    view.add_column("finish")
+    for label, side in sides:
+        view.add_row(label, side["text"], str(side["completion_tokens"]), f"{side['latency_ms']:.0f}",
+                     side["finish_reason"])
+    return view
+
+
+@compare.command()
+@click.argument("adapter")
+@click.option("--dataset", default="", help="A ready dataset [default: the adapter's held-out rows].")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="Rows to compare.")
+@click.option("--served-name", default="", help="A loaded version's served name [default: the newest].")
+@click.option("--target", default="", help="vLLM base URL [default: where the adapter is loaded].")
+@_sampling_options
+@vllm_token_option
+@pass_context
+def batch(ctx: Context, adapter: str, dataset: str, limit: int, served_name: str, target: str,
+          vllm_token: str, **sampling) -> None:
+    """Compare over held-out rows with a progress bar; then per-row outputs and a summary
+    (exact match, chrF against the reference, latency p50/p95 per side)."""
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    comparison_id = None
+    with ctx.client() as client, Progress(
+        TextColumn("[bold]compare[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=ctx.console,
+    ) as bar:
+        task = bar.add_task("", total=limit)
+        events = client.stream_compare_batch(adapter=adapter, limit=limit, dataset=dataset,
+                                             sampling=_sampling(**sampling), served_name=served_name,
+                                             target=target, token=vllm_token)
+        for event in events:
+            if event.event == "row":
+                rows.append(event.data)
+                bar.advance(task)
+            elif event.event == "summary":
+                summary = event.data
+                bar.update(task, total=summary["rows"], completed=summary["rows"])
+            elif event.event == "comparison":
+                comparison_id = event.data["id"]
+    result = {"comparison_id": comparison_id, "adapter_name": adapter, "rows": rows, "summary": summary}
+    if ctx.as_json:
+        ctx.emit(result)
+        return
+    ctx.console.print(_rows_table(rows))
+    ctx.console.print(_summary_table(summary))
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> Table:
+    view = Table(title="Rows", show_lines=True)
+    for column in ("#", "prompt", "reference", "base", "fine-tuned"):
+        view.add_column(column, overflow="fold")
+    for row in rows:
+        mark = lambda exact: " ✓" if exact else ""
+        view.add_row(str(row["index"]), row["prompt"], row["reference"],
+                     row["base"]["text"] + mark(row["base_exact"]),
+                     row["adapter"]["text"] + mark(row["adapter_exact"]) if not row["error"] else row["error"])
+    return view
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    rows = [
+        [label, f"{side['exact_match_rate']:.0%}", f"{side['chrf']:.1f}", f"{side['latency_p50_ms']:.0f}",
+         f"{side['latency_p95_ms']:.0f}", f"{side['stop_rate']:.0%}"]
+        for label, side in (("base", summary["base"]), ("fine-tuned", summary["adapter"]))
+    ]
+    title = f"Summary: {summary['rows']} rows ({summary['failed_rows']} failed), {summary['prompt_format']} format"
+    return table(title, ["model", "exact match", "chrF", "p50 ms", "p95 ms", "stopped"], rows)
