@@ -20,6 +20,8 @@ def main() -> int:
         env = stack.env()
         for name, _, listen_var, _, _ in implemented_services():
             print(f"  gRPC {name:<13} {env[listen_var]}")
+        for name, url in config.metrics_urls().items():
+            print(f"  metrics {name:<10} {url}")
         print(f"  data root {config.data_root.resolve()}\n"
               "  create a login with: .venv/bin/python -m control_plane createsuperuser\n", flush=True)
         try:

@@ -39,8 +39,10 @@ class Throughput:
             TOKENS_PER_S.set(float(rate))
 
     def finished(self, metrics: dict[str, Any]) -> None:
+        """The run is over (its state changes next): its summary becomes the last run's throughput."""
         if (rate := metrics.get("tokens_per_s")) is not None:
             LAST_RUN_TOKENS_PER_S.set(float(rate))
+        TOKENS_PER_S.set(0)
 
     def ended(self) -> None:
         """The child process is gone: nothing trains now."""
