@@ -65,7 +65,7 @@ WORKER_FOLLOWS = Counter(
 )
 WORKER_STREAMS = Gauge(
     "synthtune_worker_streams_active",
-    "Watch streams the worker is consuming now, by follower.",
+    "Jobs the worker is following now (a stream open, or waiting to retry one), by follower.",
     ["follower"],
     multiprocess_mode="livesum",
 )
