@@ -95,11 +95,15 @@ def fine_tune(client: Client, *, dataset: str, base_model: str) -> dict:
     return adapter
 
 
-def load_and_compare(client: Client, *, adapter: str) -> None:
-    loaded = client.load_adapter(adapter)
-    console.print(f"  hot-loaded into vLLM as [bold]{loaded.get('served_name', adapter)}[/]")
-    batch = client.compare_batch(adapter=adapter, limit=5, sampling={"max_tokens": 32})
-    table = Table(title="Held-out rows: base vs fine-tuned (greedy, same prompt format as training)")
+def load_and_compare(client: Client, *, adapter: dict, dataset: str) -> None:
+    loaded = client.load_adapter(adapter["name"])
+    console.print(f"  hot-loaded into vLLM as [bold]{loaded.get('served_name', adapter['name'])}[/]")
+    if adapter["manifest"].get("eval_split"):
+        rows, title = "", "Held-out rows"
+    else:  # fewer rows than the trainer's minimum for a held-out split (a small DEMO_ROWS)
+        rows, title = dataset, "Training rows (too few rows for a held-out split)"
+    batch = client.compare_batch(adapter=adapter["name"], dataset=rows, limit=5, sampling={"max_tokens": 32})
+    table = Table(title=f"{title}: base vs fine-tuned (greedy, same prompt format as training)")
     table.add_column("prompt", overflow="fold", max_width=36)
     table.add_column("base", overflow="fold", max_width=36)
     table.add_column("fine-tuned", overflow="fold", max_width=36)
@@ -122,8 +126,9 @@ def show_rows(client: Client, name: str) -> None:
     console.print(table)
 
 
-def main() -> int:
-    config = StackConfig(quiet=True)
+def main(config: StackConfig | None = None) -> int:
+    """Run the demo; `config` (ports, data root) defaults to `make up`'s."""
+    config = config or StackConfig(quiet=True)
     started = time.monotonic()
     with ExitStack() as stack:
         base_url, model, teacher_token = _teacher(stack, config.data_root)
@@ -137,7 +142,7 @@ def main() -> int:
             name = generate(client, base_url=base_url, model=model, token=teacher_token)
             show_rows(client, name)
             adapter = fine_tune(client, dataset=name, base_model=BASE_MODEL)
-            load_and_compare(client, adapter=adapter["name"])
+            load_and_compare(client, adapter=adapter, dataset=name)
         except ApiError as exc:
             console.print(f"[red]demo failed:[/] {exc}")
             return 1

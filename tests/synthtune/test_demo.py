@@ -1,0 +1,72 @@
+"""A smoke test of `make demo`'s path: the demo's own code, end to end, as a separate process.
+
+It differs from `make demo` only where a test must: the session's vLLM is the teacher and
+the serving target (TEACHER_URL, VLLM_URL: the documented real-setup variables), every port
+is a free one, the data root is a temporary folder, and the dataset is smaller.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from synthtune.readiness import free_port
+from synthtune.stack import METRICS_PORTS, REPO, implemented_services
+
+pytestmark = pytest.mark.slow
+
+RUN_DEMO = """
+import sys
+from pathlib import Path
+from synthtune.demo import main
+from synthtune.stack import StackConfig
+config = StackConfig(data_root=Path(sys.argv[1]), http_port=int(sys.argv[2]), quiet=True,
+                     metrics_ports=dict(zip(sys.argv[3].split(","), map(int, sys.argv[4].split(",")))))
+sys.exit(main(config))
+"""
+
+
+def test_the_demo_runs_the_whole_pipeline_and_stops_everything(tmp_path, tiny_models, vllm_server):
+    data_root = tmp_path / "demo"
+    http_port = free_port()
+    env = {
+        **os.environ,
+        "SYNTHTUNE_MODELS_ROOT": str(tiny_models),
+        "TEACHER_URL": vllm_server.base_url,
+        "TEACHER_MODEL": vllm_server.model,
+        "VLLM_URL": vllm_server.url,
+        "SYNTHTUNE_VLLM_MAX_LORA_RANK": "8",
+        "DEMO_EPOCHS": "1",
+    }
+    for _, _, listen_var, _, _ in implemented_services():
+        env[listen_var] = f"127.0.0.1:{free_port()}"
+    names = list(METRICS_PORTS)
+    ports = [str(free_port()) for _ in names]
+    try:
+        demo = subprocess.run(
+            [sys.executable, "-c", RUN_DEMO, str(data_root), str(http_port), ",".join(names), ",".join(ports)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        out = demo.stdout
+        for step in ("generate", "fine-tune", "hot-loaded into vLLM as", "rows: base vs fine-tuned",
+                     "exact match", "Done in"):
+            assert step in out, f"{step!r} missing from the demo's output:\n{out[-3000:]}"
+        assert "login" in out and (data_root / "control_plane.sqlite3").is_file()
+        assert list((data_root / "adapters").glob("demo-v*/manifest.json"))
+        # Everything stopped: the control plane's port is closed again.
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=2)
+    finally:
+        _unload_demo_adapters(vllm_server, data_root)
+
+
+def _unload_demo_adapters(vllm_server, data_root) -> None:
+    """The demo leaves its adapter loaded (as `make up` would show it); the session vLLM is shared."""
+    for card in httpx.get(f"{vllm_server.url}/v1/models", timeout=10).json()["data"]:
+        if card.get("parent") and str(data_root) in card.get("root", ""):
+            httpx.post(f"{vllm_server.url}/v1/unload_lora_adapter", json={"lora_name": card["id"]}, timeout=10)
