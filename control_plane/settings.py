@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "control_plane.datasets",
     "control_plane.runs",
     "control_plane.deployments",
+    "control_plane.legacy",
 ]
 
 MIDDLEWARE = [

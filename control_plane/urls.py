@@ -1,4 +1,5 @@
-"""URL map: /admin/ (staff), /api/v1/ (token or session), /api/schema/ and /api/docs/ (offline)."""
+"""URL map: /admin/ (staff), /api/v1/ (token or session), /api/schema/ and /api/docs/ (offline),
+and the old Flask app's routes at the root (control_plane.legacy)."""
 
 from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
@@ -19,6 +20,8 @@ api_v1 = [
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("healthz", healthz, name="healthz"),
+    # The old Flask app's routes (/generate_data, /finetune...), on the same services as /api/v1.
+    path("", include("control_plane.legacy.urls")),
     path("metrics", metrics_view, name="metrics"),  # Prometheus; open unless SYNTHTUNE_METRICS_TOKEN
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views import defaults
 
 from control_plane.core.errors import error_body
@@ -31,10 +31,18 @@ def server_error(request):
 
 @login_not_required
 def healthz(request):
-    """Liveness for probes and the old app's clients: 200 {"status": "ok"} when the DB answers."""
+    """Liveness for probes and the old app's clients: 200 when the DB answers, else 503.
+
+    The body is the old app's plain text "ok"; a client that asks for JSON (Accept:
+    application/json) gets {"status": "ok"}."""
+    wants_json = "application/json" in request.headers.get("Accept", "")
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError:
-        return JsonResponse({"status": "error", "message": "database unreachable"}, status=503)
-    return JsonResponse({"status": "ok"})
+        if wants_json:
+            return JsonResponse({"status": "error", "message": "database unreachable"}, status=503)
+        return HttpResponse("database unreachable", status=503, content_type="text/plain; charset=utf-8")
+    if wants_json:
+        return JsonResponse({"status": "ok"})
+    return HttpResponse("ok", content_type="text/plain; charset=utf-8")

@@ -7,7 +7,11 @@ from rest_framework.authtoken.models import Token
 
 
 def test_healthz_is_open_and_reports_the_database(client, db):
+    # The old app's probes and clients got plain text "ok"; JSON for clients that ask for it.
     response = client.get("/healthz")
+    assert response.status_code == 200 and response.content == b"ok"
+    assert response["Content-Type"].startswith("text/plain")
+    response = client.get("/healthz", HTTP_ACCEPT="application/json")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
