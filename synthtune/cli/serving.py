@@ -23,13 +23,17 @@ vllm_token_option = click.option(
 )
 
 
-def _sampling_options(command):
-    """The sampling options both sides of a comparison share (unset: greedy, the server's max)."""
+def _compare_options(command):
+    """What both compare commands take: which loaded version, where, sampling (the same for both
+    sides; unset: greedy, the server's max tokens) and vLLM's key."""
     for option in reversed([
+        click.option("--served-name", default="", help="A loaded version's served name [default: the newest]."),
+        click.option("--target", default="", help="vLLM base URL [default: where the adapter is loaded]."),
         click.option("--max-tokens", type=click.IntRange(1, 4096), help="Tokens per answer."),
         click.option("--temperature", type=click.FloatRange(0, 2), help="[default: 0, greedy]"),
         click.option("--top-p", type=click.FloatRange(0, 1, min_open=True)),
         click.option("--seed", type=click.IntRange(0, 2**31 - 1)),
+        vllm_token_option,
     ]):
         command = option(command)
     return command
@@ -81,10 +85,7 @@ def compare() -> None:
 @click.argument("adapter")
 @click.argument("prompt")
 @click.option("--system", "system_prompt", default="", help="System prompt (chat-format adapters).")
-@click.option("--served-name", default="", help="A loaded version's served name [default: the newest].")
-@click.option("--target", default="", help="vLLM base URL [default: where the adapter is loaded].")
-@_sampling_options
-@vllm_token_option
+@_compare_options
 @pass_context
 def one(ctx: Context, adapter: str, prompt: str, system_prompt: str, served_name: str, target: str,
         vllm_token: str, **sampling) -> None:
@@ -114,10 +115,7 @@ def _one_table(result: dict[str, Any]) -> Table:
 @click.argument("adapter")
 @click.option("--dataset", default="", help="A ready dataset [default: the adapter's held-out rows].")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="Rows to compare.")
-@click.option("--served-name", default="", help="A loaded version's served name [default: the newest].")
-@click.option("--target", default="", help="vLLM base URL [default: where the adapter is loaded].")
-@_sampling_options
-@vllm_token_option
+@_compare_options
 @pass_context
 def batch(ctx: Context, adapter: str, dataset: str, limit: int, served_name: str, target: str,
           vllm_token: str, **sampling) -> None:
