@@ -43,9 +43,9 @@ protos:
 	$(BIN)/python -m synthtune.protogen
 
 ## test: everything, against a real vLLM, real gRPC servers, a real DB; then the control-plane
-## tests again on a throwaway PostgreSQL (tests/support/postgres.py; skipped with the reason
-## when PostgreSQL isn't installed). Browser tests run on SQLite only, to keep the leg short.
-PG_LEG := -p tests.support.postgres tests/control_plane -m "not browser"
+## tests again on a throwaway PostgreSQL (tests/support/postgres.py says what it leaves to SQLite;
+## without PostgreSQL that leg is one skip with the reason).
+PG_LEG := -p tests.support.postgres tests/control_plane
 test: setup vllm
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest $(PG_LEG)

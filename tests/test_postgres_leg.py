@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.support.postgres import BINDIR_VAR, Unavailable, database_url, find_bindir
+from tests.support.postgres import BINDIR_VAR, SQLITE_ONLY, Unavailable, database_url, find_bindir
 from tests.support.procs import REPO
 
 
@@ -49,3 +49,13 @@ def test_database_url_names_the_test_database():
     pg = {"ENGINE": "django.db.backends.postgresql", "NAME": "test_synthtune", "USER": "u", "PASSWORD": "p@ss",
           "HOST": "127.0.0.1", "PORT": 5433}  # fmt: skip
     assert database_url(pg) == "postgres://u:p%40ss@127.0.0.1:5433/test_synthtune"
+
+
+def test_every_test_left_to_sqlite_still_exists():
+    """Each entry names a collected test; after a rename it would silently stop applying."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/control_plane"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    collected = {line.split("[")[0] for line in done.stdout.splitlines()} | set(done.stdout.splitlines())
+    assert set(SQLITE_ONLY) <= collected, set(SQLITE_ONLY) - collected

@@ -1,8 +1,9 @@
 """The PostgreSQL leg: the control-plane tests again, on a throwaway PostgreSQL server.
 
-    python -m pytest -p tests.support.postgres tests/control_plane -m "not browser"
+    python -m pytest -p tests.support.postgres tests/control_plane
 
-(`make test` runs this after the main SQLite run.) The plugin initdb's a cluster in a
+(`make test` runs this after the main SQLite run; SQLITE_ONLY below lists what the leg leaves
+to SQLite, and `--pg-all` runs those too.) The plugin initdb's a cluster in a
 temporary folder, starts it on a free loopback port (socket in the same folder, trust
 auth, fsync off), points DATABASE_URL at it and stops and deletes it at the end, also
 when tests fail or the run is interrupted. pytest-django then creates its `test_` database
@@ -42,6 +43,22 @@ import pytest
 
 BINDIR_VAR = "SYNTHTUNE_PG_BINDIR"
 SUPERUSER = "synthtune"
+# Left to the SQLite run, to keep the leg to a few minutes (`--pg-all` runs them too): they test
+# vLLM, the trainer or the browser rather than the database, and the database paths they pass
+# through are covered by other tests that do run on PostgreSQL.
+SQLITE_ONLY_MARKERS = {"browser": "a whole stack in Chromium; the same services run through the API tests"}
+SQLITE_ONLY = {
+    "tests/control_plane/deployments/test_api.py::test_a_restarted_vllm_shows_its_deployments_as_lost":
+        "restarts a vLLM of its own; 'lost' is covered by test_services' unreachable-vLLM test",
+    "tests/control_plane/deployments/test_api.py::test_a_vllm_without_the_runtime_lora_flag_is_400_failed_precondition":
+        "starts a vLLM of its own to check vLLM's answer",
+    "tests/control_plane/runs/test_api.py::test_fine_tune_end_to_end[tiny-llama]":
+        "a second architecture; the tiny-phi3 case runs",
+    "tests/control_plane/runs/test_api.py::test_the_trainers_validation_is_400_with_api_field_names":
+        "the trainer's own checks; nothing is written",
+    "tests/control_plane/runs/test_worker.py::test_follow_resumes_after_the_last_stored_seq":
+        "a second training; resuming is covered by the datagen worker test and the worker-process run test",
+}  # fmt: skip
 _INSTALL_HINT = "install Debian's postgresql package (.ci/run does)"
 _UNAVAILABLE = pytest.StashKey[str]()
 _CLUSTER = pytest.StashKey["Cluster"]()
@@ -231,9 +248,30 @@ class _LegUnavailable(pytest.Item):
         return str(excinfo.value)  # the reason is the whole story; no traceback into pytest
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--pg-all", action="store_true", help="PostgreSQL leg: also run the tests it leaves to SQLite (SQLITE_ONLY)"
+    )
+
+
+def sqlite_only(item: pytest.Item) -> bool:
+    return item.nodeid.split("[")[0] in SQLITE_ONLY or item.nodeid in SQLITE_ONLY or any(
+        item.get_closest_marker(name) for name in SQLITE_ONLY_MARKERS
+    )
+
+
+_LEFT_OUT = pytest.StashKey[int]()
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = config.stash.get(_UNAVAILABLE, None)
     if reason is None:
+        if not config.getoption("pg_all"):
+            left_out = [item for item in items if sqlite_only(item)]
+            config.stash[_LEFT_OUT] = len(left_out)
+            if left_out:
+                config.hook.pytest_deselected(items=left_out)
+                items[:] = [item for item in items if not sqlite_only(item)]
         return
     config.hook.pytest_deselected(items=list(items))
     here = Path(__file__)
@@ -241,6 +279,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items[:] = [
         _LegUnavailable.from_parent(session, name="postgresql-leg", path=here, nodeid=nodeid, reason=reason)
     ]
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if left_out := config.stash.get(_LEFT_OUT, 0):
+        terminalreporter.write_line(
+            f"PostgreSQL leg: {left_out} tests left to the SQLite run (SQLITE_ONLY in tests/support/postgres.py;"
+            " --pg-all runs them)"
+        )
 
 
 # --- helpers for tests that start processes ------------------------------------
