@@ -263,6 +263,9 @@ def test_migrations_run_as_a_hook_after_install_and_before_upgrade(manifests):
     assert container["args"][-2:] == ["migrate", "--noinput"]
     assert container["image"] == k8s.pod(manifests, "control-plane").containers()[0]["image"]
     assert "secretKeyRef" in k8s.env(container)["DATABASE_URL"]["valueFrom"]
+    # A pre-upgrade Job sees the previous Secret: only keys every release has had.
+    keys = {e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "valueFrom" in e}
+    assert keys <= {"grpc-token", "database-url", "django-secret-key"}
 
 
 def test_worker_runs_the_control_plane_image_with_the_worker_command(manifests):

@@ -118,7 +118,10 @@ app.kubernetes.io/part-of: synthtune
 {{ include "synthtune.secretEnv" (dict "ctx" . "name" "SYNTHTUNE_GRPC_TOKEN" "key" "grpc-token") }}
 {{- end }}
 
-{{/* env of the control plane, the worker and the migrations. */}}
+{{/*
+env of the control plane, the worker and the migrations. Keys the migrations do not need
+stay out of it: a pre-upgrade Job sees the old Secret, before new keys are added.
+*/}}
 {{- define "synthtune.controlPlaneEnv" -}}
 {{ include "synthtune.commonEnv" . }}
 {{ include "synthtune.secretEnv" (dict "ctx" . "name" "DATABASE_URL" "key" "database-url") }}
@@ -134,9 +137,6 @@ app.kubernetes.io/part-of: synthtune
 {{- with .Values.controlPlane.csrfTrustedOrigins }}
 - name: DJANGO_CSRF_TRUSTED_ORIGINS
   value: {{ join "," . | quote }}
-{{- end }}
-{{- if and .Values.metrics.enabled .Values.metrics.controlPlaneAuth }}
-{{ include "synthtune.secretEnv" (dict "ctx" . "name" "SYNTHTUNE_METRICS_TOKEN" "key" "metrics-token") }}
 {{- end }}
 {{- end }}
 
