@@ -10,6 +10,7 @@ passed on and never stored or logged. Not in the OpenAPI schema: the README maps
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -43,6 +44,8 @@ DEFAULT_PROMPT_TEMPLATE = "Generate a useful instruction-response pair."
 # /generate_data answers when the dataset is written, as the old app did; past this the job goes
 # on (its rows are kept) and the answer says where to follow it.
 GENERATE_WAIT_S = 900.0
+# A UI event's payload is logged up to this size (as JSON); a bigger one is logged as its size only.
+EVENT_PAYLOAD_MAX_CHARS = 16_384
 
 
 class LegacyApi(ApiView):
@@ -359,13 +362,17 @@ class EventLogInputSerializer(OldBodySerializer):
 class EventLogApi(LegacyApi):
     def post(self, request):
         data = validated(EventLogInputSerializer, request.data)
+        payload = redact(data["payload"])  # secret-looking keys, Bearer and token= patterns
+        size = len(json.dumps(payload))
+        if size > EVENT_PAYLOAD_MAX_CHARS:
+            payload = {"omitted": f"{size} characters of JSON, more than {EVENT_PAYLOAD_MAX_CHARS}"}
         logger.info(
             "ui event",
             extra={
                 "event": f"ui:{data['event'] or 'unknown'}",
                 "path": request.path,
                 "user_agent": request.headers.get("User-Agent", "")[:300],
-                "payload": redact(data["payload"]),  # secret-looking keys, Bearer and token= patterns
+                "payload": payload,
             },
         )
         return Response({"status": "ok"})

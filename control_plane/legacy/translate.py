@@ -6,7 +6,6 @@ use these to answer as the old app did. Nothing here writes; lookups go through 
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from typing import Any
@@ -25,8 +24,6 @@ from control_plane.deployments.models import Deployment
 from control_plane.runs import selectors as run_selectors
 from control_plane.runs.models import Adapter, Run
 from synthtune.paths import validate_name
-
-logger = logging.getLogger(__name__)
 
 # How a typed error's code becomes the old app's status: it answered 400 for bad input and 502
 # for anything that went wrong further on (the endpoint, vLLM, training), never 404/409/503.
