@@ -2,7 +2,7 @@
 
 import urllib.request
 
-from synthtune.stack import Stack, StackConfig, implemented_services, wait_grpc_serving
+from synthtune.stack import METRICS_PORTS, Stack, StackConfig, implemented_services, wait_grpc_serving
 from tests.support.procs import free_port
 
 
@@ -10,7 +10,8 @@ def test_stack_starts_everything_and_stops_cleanly(tmp_path):
     services = implemented_services()
     assert "datagen" in [name for name, *_ in services]
     ports = {listen_var: f"127.0.0.1:{free_port()}" for _, _, listen_var, _, _ in services}
-    config = StackConfig(data_root=tmp_path / "var", http_port=free_port(), extra_env=ports, quiet=True)
+    config = StackConfig(data_root=tmp_path / "var", http_port=free_port(), extra_env=ports, quiet=True,
+                         metrics_ports={name: free_port() for name in METRICS_PORTS})  # `make up` may be running
     with Stack(config) as stack:
         names = [name for name, _ in stack.procs]
         assert names == [*[name for name, *_ in services], "worker", "control-plane"]
