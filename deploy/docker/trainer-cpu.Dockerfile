@@ -3,7 +3,8 @@
 # Build from the repository root:
 #   docker build -f deploy/docker/trainer-cpu.Dockerfile -t synthtune-trainer-cpu .
 #
-# torch comes from PyTorch's CPU index (torch==2.13.0+cpu, exactly the constraints.txt pin):
+# torch comes from PyTorch's CPU index (2.13.0+cpu: it satisfies constraints.txt's torch==2.13.0
+# and pip prefers the local label over PyPI's CUDA build of the same release):
 # no CUDA wheels, an image gigabytes smaller. Everything else comes from PyPI.
 # Base image pinned by tag and by the digest of its multi-platform index.
 

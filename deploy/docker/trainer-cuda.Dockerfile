@@ -7,8 +7,8 @@
 # builds that carry the CUDA runtime, cuBLAS and cuDNN as nvidia-* wheels; only the driver
 # comes from the host (NVIDIA container toolkit). nvidia/cuda images ship Ubuntu's Python,
 # not the 3.11 this project pins.
-# constraints.txt pins the CPU wheel (torch==2.13.0+cpu, the local version of the dev
-# machines); the same release from PyPI is the CUDA build, so that one line is rewritten.
+# constraints.txt pins torch==2.13.0 with no local label: from PyPI that is the CUDA build
+# (a CPU-only dev machine resolves the same pin to its local 2.13.0+cpu wheel).
 # Base image pinned by tag and by the digest of its multi-platform index.
 
 FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS build
@@ -18,9 +18,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies in their own layer (no package code yet): they change far less often than the code.
 COPY pyproject.toml constraints.txt README.md ./
-RUN sed 's/^torch==2\.13\.0+cpu$/torch==2.13.0/' constraints.txt > /tmp/constraints-cuda.txt \
-    && grep -qx 'torch==2.13.0' /tmp/constraints-cuda.txt \
-    && pip install -c /tmp/constraints-cuda.txt ".[trainer]"
+RUN pip install -c constraints.txt ".[trainer]"
 COPY synthtune ./synthtune
 COPY trainer_svc ./trainer_svc
 RUN pip install --no-deps --force-reinstall .

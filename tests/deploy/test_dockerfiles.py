@@ -154,15 +154,14 @@ def test_extras_installed_exist_in_pyproject(dockerfile):
         assert set(group.split(",")) <= extras, f"{dockerfile.name}: {group}"
 
 
-def test_cuda_trainer_rewrites_the_torch_pin_that_constraints_really_has():
-    # The Dockerfile swaps the CPU wheel's pin for the same release from PyPI (a CUDA build).
-    text = (DOCKER / "trainer-cuda.Dockerfile").read_text()
-    pattern, replacement = re.search(r"sed 's/(.+?)/(.+?)/'", text).groups()
-    constraints = (REPO / "constraints.txt").read_text().splitlines()
-    pattern = pattern.replace("+", r"\+")  # sed's basic regex: a plain + is a literal
-    assert sum(bool(re.fullmatch(pattern, line)) for line in constraints) == 1
+def test_one_torch_pin_serves_cpu_and_cuda():
+    # No local label (+cpu) in constraints.txt: PyPI's build of the release is the CUDA one, and
+    # the CPU image and CPU-only machines still resolve it to their 2.13.0+cpu wheel.
+    [pin] = [line for line in (REPO / "constraints.txt").read_text().splitlines() if line.startswith("torch==")]
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert replacement in pyproject["project"]["optional-dependencies"]["trainer"]
+    assert pin in pyproject["project"]["optional-dependencies"]["trainer"] and "+" not in pin
+    for name in ("trainer-cuda.Dockerfile", "trainer-cpu.Dockerfile"):
+        assert '-c constraints.txt ".[trainer]"' in (DOCKER / name).read_text(), name
 
 
 # --- The build context: .dockerignore and COPY ------------------------------------------------
