@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from secrets import token_hex
@@ -221,11 +222,13 @@ class HotloadAdapterApi(LegacyApi):
         if not data["vllm_url"] or not wanted:
             raise InvalidArgument("vllm_url and exported_adapter are required", field="exported_adapter")
         adapter = translate.exported_adapter(wanted, resolve=deployment_services.adapter_for_serving)
-        if data["adapter_name"] not in ("", wanted, adapter.name):
+        stem = re.sub(r"-v\d+$", "", adapter.name)  # the old stable name; /compare's ft_model takes it too
+        if data["adapter_name"] not in ("", wanted, adapter.name, stem):
             # vLLM serves an adapter under its own versioned name (DESIGN.md §6), so a compare names it.
             raise InvalidArgument(
                 f"adapter_name: synthtune serves {adapter.name!r} under that name, not {data['adapter_name']!r}; "
-                "leave adapter_name empty (or equal to exported_adapter) and use the adapter_name answered."
+                f"leave adapter_name empty (or {stem!r}, or equal to exported_adapter) and use the adapter_name "
+                "answered."
             )
         outcome = deployment_services.deployment_load(
             adapter_name=adapter.name, targets=[data["vllm_url"]], token=data["token"], owner=translate.owner_of(request)

@@ -230,7 +230,9 @@ def test_finetune_hotload_compare_unload(stack, http, vllm_server, down_url):
     fails(http.post("/hotload_adapter", json={"vllm_url": vllm_server.url, "adapter_name": "my-lora"}), 400,
           f"serves {name!r} under that name")
     fails(http.post("/hotload_adapter", json={"vllm_url": down_url, "exported_adapter": name}), 502, down_url)
-    loaded = http.post("/hotload_adapter", json={"vllm_url": vllm_server.url, "token": VLLM_TOKEN})
+    # adapter_name may be the old stable name (the stem): served under the versioned name answered.
+    loaded = http.post("/hotload_adapter", json={"vllm_url": vllm_server.url, "token": VLLM_TOKEN,
+                                                 "adapter_name": STEM})
     assert loaded.status_code == 200, loaded.text
     body = loaded.json()
     assert body["status"] == "success" and body["adapter_name"] == name and body["response"]["ok"] is True
