@@ -28,6 +28,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -213,6 +214,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         # Installed but broken is a real error, never a skip.
         raise pytest.UsageError(f"PostgreSQL leg: could not start a server in a temp dir: {exc}") from exc
     atexit.register(cluster.stop)  # in case pytest dies before unconfigure
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        # A killed run (a CI timeout) unwinds like Ctrl-C, so the server still goes.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     early_config.add_cleanup(cluster.stop)
     early_config.stash[_CLUSTER] = cluster
     cluster.started_s = time.monotonic() - started
