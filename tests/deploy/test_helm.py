@@ -317,12 +317,22 @@ def test_vllm_runs_with_runtime_lora_and_the_proxys_rank(scenario_name):
     assert int(_flag(args, "--port")) == container["ports"][0]["containerPort"]
 
 
-@pytest.mark.parametrize("scenario_name", ["default", "all-on"])
-def test_proxy_loads_into_every_vllm_replica_by_its_stable_name(scenario_name):
-    manifests = manifests_of(scenario_name)
+def test_one_vllm_replica_is_a_deployment_behind_its_service():
+    manifests = manifests_of("default")
+    workload = k8s.pod(manifests, "vllm").workload
+    assert workload["kind"] == "Deployment" and workload["spec"]["replicas"] == 1
+    assert workload["spec"]["strategy"] == {"type": "Recreate"}  # an upgrade never needs a second GPU
+    proxy = _proxy(manifests)
+    assert k8s.env_value(proxy, "SYNTHTUNE_VLLM_REPLICAS") == k8s.env_value(proxy, "SYNTHTUNE_VLLM_URL")
+    assert not [d for d in manifests if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None"]
+
+
+def test_several_vllm_replicas_are_loaded_each_by_its_stable_name():
+    manifests = manifests_of("all-on")
     statefulset = k8s.pod(manifests, "vllm").workload
+    assert statefulset["kind"] == "StatefulSet"
     replicas = k8s.env_value(_proxy(manifests), "SYNTHTUNE_VLLM_REPLICAS").split(",")
-    assert len(replicas) == statefulset["spec"]["replicas"]
+    assert len(replicas) == statefulset["spec"]["replicas"] > 1
     name, headless_name = statefulset["metadata"]["name"], statefulset["spec"]["serviceName"]
     headless = k8s.named(manifests, "Service", headless_name)
     assert headless["spec"]["clusterIP"] == "None"

@@ -84,9 +84,12 @@ app.kubernetes.io/part-of: synthtune
 {{- end }}
 {{- end }}
 
-{{/* Every vLLM replica by its own stable name: the proxy loads adapters into each. */}}
+{{/* Every vLLM replica by its own stable name: the proxy loads adapters into each. One
+replica (a Deployment) is its Service. */}}
 {{- define "synthtune.vllmReplicaUrls" -}}
-{{- if .Values.vllm.enabled }}
+{{- if and .Values.vllm.enabled (eq (int .Values.vllm.replicas) 1) }}
+{{- include "synthtune.vllmUrl" . }}
+{{- else if .Values.vllm.enabled }}
 {{- $name := include "synthtune.componentName" (dict "ctx" . "component" "vllm") }}
 {{- $urls := list }}
 {{- range $i := until (int .Values.vllm.replicas) }}
