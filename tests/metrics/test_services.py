@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 
 import grpc
 import httpx
@@ -95,18 +94,6 @@ def test_the_interceptor_counts_each_call_once_by_its_final_code():
     assert timed("WatchGeneration", "server_stream") - timed_before[1] == 2
     assert not any("grpc.health" in (s.labels.get("grpc_service") or "")
                    for family in REGISTRY.collect() for s in family.samples)
-
-
-def test_the_interceptor_adds_microseconds_per_call():
-    """The per-call cost on the hot path: the cached label children, one inc, one observe."""
-    from synthtune.metrics import rpc_metrics
-
-    measured = rpc_metrics(f"/{SERVICE}/BenchOnly", "unary")
-    started = time.perf_counter()
-    for _ in range(20_000):
-        measured.done("OK", 0.001)
-    per_call_us = (time.perf_counter() - started) / 20_000 * 1e6
-    assert per_call_us < 20, per_call_us  # about 1-2 µs here; generous for a loaded CI machine
 
 
 def test_state_collector_reports_every_state_and_survives_a_failing_source():
