@@ -6,18 +6,16 @@ Only this module knows the datagen proto; services get plain values from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 
 from control_plane.core.clients import ServiceClient, service_client
+from control_plane.core.events import EventRecord, event_kind
+from control_plane.core.events import event_record as stream_event_record
 from control_plane.datasets.generation import GenerationParams
 from synthtune.datagen.v1 import datagen_pb2 as pb
 from synthtune.datagen.v1.datagen_pb2_grpc import DatagenServiceStub
-
-# A watch stream is one call: bound it, and reconnect (after the last seq) when it ends.
-WATCH_DEADLINE_S = 300.0
 
 _MODES = {
     "fixed": pb.GENERATION_MODE_FIXED,
@@ -67,13 +65,6 @@ class JobSnapshot:
     error: str
 
 
-@dataclass(frozen=True)
-class EventRecord:
-    seq: int
-    type: str
-    payload: dict[str, Any]
-    time: datetime
-
 
 def start_request(params: GenerationParams, *, token: str) -> pb.StartGenerationRequest:
     sampling = pb.Sampling()
@@ -122,7 +113,7 @@ def _counts(counts: pb.RowCounts) -> dict[str, int]:
 
 def event_record(event: pb.GenerationEvent) -> EventRecord:
     """A stored-event view of one stream message; payloads are plain JSON the API shows as is."""
-    kind = event.WhichOneof("kind") or "unknown"
+    kind = event_kind(event)
     if kind == "state_changed":
         payload: dict[str, Any] = {
             "state": _STATES.get(event.state_changed.state, "queued"),
@@ -154,5 +145,4 @@ def event_record(event: pb.GenerationEvent) -> EventRecord:
         }
     else:
         payload = {}
-    time = event.time.ToDatetime(tzinfo=UTC) if event.HasField("time") else datetime.now(UTC)
-    return EventRecord(seq=event.seq, type=kind, payload=payload, time=time)
+    return stream_event_record(event, payload)

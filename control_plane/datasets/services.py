@@ -18,8 +18,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from control_plane.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, SynthtuneError
+from control_plane.core.events import EventRecord
 from control_plane.datasets import storage
-from control_plane.datasets.datagen import EventRecord, datagen_client, job_snapshot, start_request
+from control_plane.datasets.datagen import datagen_client, job_snapshot, start_request
 from control_plane.datasets.generation import GenerationParams
 from control_plane.datasets.models import Dataset, GenerationJob, JobEvent
 from synthtune import records

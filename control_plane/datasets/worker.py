@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from control_plane.core.errors import NotFound
+from control_plane.core.events import WATCH_DEADLINE_S
 from control_plane.datasets import selectors, services
-from control_plane.datasets.datagen import WATCH_DEADLINE_S, datagen_client, event_record
+from control_plane.datasets.datagen import datagen_client, event_record
 from control_plane.datasets.models import GenerationJob
 from synthtune.datagen.v1 import datagen_pb2 as pb
 

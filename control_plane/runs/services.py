@@ -19,13 +19,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from control_plane.core.errors import FailedPrecondition, InvalidArgument, SynthtuneError
+from control_plane.core.events import EventRecord
 from control_plane.datasets import storage
 from control_plane.datasets.models import Dataset
 from control_plane.runs.models import Adapter, Run, RunEvent
 from control_plane.runs.params import RunParams
 from control_plane.runs.trainer import (
     START_TIMEOUT_S,
-    EventRecord,
     RunSnapshot,
     run_snapshot,
     start_request,

@@ -8,18 +8,17 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 
 from control_plane.core.clients import ServiceClient, service_client
+from control_plane.core.events import EventRecord, event_kind
+from control_plane.core.events import event_record as stream_event_record
 from control_plane.runs.params import HYPERPARAMETERS, RunParams
 from synthtune.trainer.v1 import trainer_pb2 as pb
 from synthtune.trainer.v1.trainer_pb2_grpc import TrainerServiceStub
 
-# A watch stream is one call: bound it, and reconnect (after the last seq) when it ends.
-WATCH_DEADLINE_S = 300.0
 # StartRun reads and tokenizes the datasets and inspects the model before it answers.
 START_TIMEOUT_S = 120.0
 
@@ -105,13 +104,6 @@ class RunSnapshot:
     datasets: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class EventRecord:
-    seq: int
-    type: str
-    payload: dict[str, Any]
-    time: datetime
-
 
 def start_request(params: RunParams, *, dataset_paths: list[str]) -> pb.StartRunRequest:
     """`dataset_paths` are the datasets' files relative to the data root, in request order."""
@@ -172,7 +164,7 @@ def run_snapshot(run: pb.Run) -> RunSnapshot:
 
 def event_record(event: pb.RunEvent) -> EventRecord:
     """A stored-event view of one stream message; payloads are plain JSON the API shows as is."""
-    kind = event.WhichOneof("kind") or "unknown"
+    kind = event_kind(event)
     if kind == "state_changed":
         payload: dict[str, Any] = {
             "state": STATES.get(event.state_changed.state, "validating"),
@@ -204,5 +196,4 @@ def event_record(event: pb.RunEvent) -> EventRecord:
         }
     else:
         payload = {}
-    time = event.time.ToDatetime(tzinfo=UTC) if event.HasField("time") else datetime.now(UTC)
-    return EventRecord(seq=event.seq, type=kind, payload=payload, time=time)
+    return stream_event_record(event, payload)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from control_plane.core.errors import NotFound, SynthtuneError
+from control_plane.core.events import WATCH_DEADLINE_S
 from control_plane.runs import selectors, services
 from control_plane.runs.models import Run
-from control_plane.runs.trainer import WATCH_DEADLINE_S, event_record, trainer_client
+from control_plane.runs.trainer import event_record, trainer_client
 from synthtune.trainer.v1 import trainer_pb2 as pb
 
 logger = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 
 from control_plane.core.errors import AlreadyExists, InvalidArgument, Unavailable
+from control_plane.core.events import EventRecord
 from control_plane.datasets import services
-from control_plane.datasets.datagen import EventRecord
 from control_plane.datasets.generation import GenerationParams
 from control_plane.datasets.models import Dataset, GenerationJob, JobEvent
 from tests.control_plane.factories import GenerationJobFactory

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 import pytest
 from django.db import DatabaseError
 
+from control_plane.core.events import EventRecord
 from control_plane.runs import services
 from control_plane.runs.models import Adapter, Run, RunEvent
 from control_plane.runs.params import RunParams
-from control_plane.runs.trainer import EventRecord, trainer_client
+from control_plane.runs.trainer import trainer_client
 from synthtune.trainer.v1 import trainer_pb2 as pb
 from tests.control_plane.helpers import wait_for
 from tests.control_plane.runs.factories import RunFactory
