@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from synthtune import jsonl
 from datagen_svc.openai_client import parse_retry_after
 from datagen_svc.planning import instructions_schema, parse_instructions
 from datagen_svc.quality import Deduper, make_row, normalise_instruction, output_problem
 from datagen_svc.servicer import params_json
 from datagen_svc.spec import Endpoint, GenerationSpec, Limits, Mode, Sampling, validate_spec
+from synthtune import jsonl
 from synthtune.errors import InvalidArgument
 
 
