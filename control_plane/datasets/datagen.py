@@ -65,7 +65,6 @@ class JobSnapshot:
     error: str
 
 
-
 def start_request(params: GenerationParams, *, token: str) -> pb.StartGenerationRequest:
     sampling = pb.Sampling()
     for name in ("temperature", "top_p", "max_tokens"):

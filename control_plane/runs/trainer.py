@@ -104,7 +104,6 @@ class RunSnapshot:
     datasets: list[dict[str, Any]] = field(default_factory=list)
 
 
-
 def start_request(params: RunParams, *, dataset_paths: list[str]) -> pb.StartRunRequest:
     """`dataset_paths` are the datasets' files relative to the data root, in request order."""
     hyper = pb.Hyperparameters()
