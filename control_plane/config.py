@@ -46,7 +46,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synthtune.errors import SynthtuneError
 from synthtune.paths import validate_name
-from synthtune.settings import OldFolderVariables
+from synthtune.settings import OldFolderVariables, settings_problems
 
 _ADDR_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
@@ -165,20 +165,7 @@ def load_config() -> ControlPlaneConfig:
         return ControlPlaneConfig()
     except ValidationError as exc:
         # pydantic's own text echoes the input, which may be a secret.
-        problems = [
-            f"{_variable(str(error['loc'][0]))}: {error['msg']}" if error["loc"] else error["msg"]
-            for error in exc.errors(include_input=False, include_url=False)
-        ]
-        raise ConfigError("bad control-plane settings: " + "; ".join(problems)) from None
-
-
-def _variable(field: str) -> str:
-    alias = (
-        ControlPlaneConfig.model_fields[field].validation_alias
-        if field in ControlPlaneConfig.model_fields
-        else None
-    )
-    return alias.choices[0] if isinstance(alias, AliasChoices) else field
+        raise ConfigError("bad control-plane settings: " + settings_problems(ControlPlaneConfig, exc)) from None
 
 
 def secret_key(config: ControlPlaneConfig) -> str:

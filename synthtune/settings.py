@@ -116,11 +116,22 @@ def load_settings(cls: type[S], **overrides) -> S:
     try:
         return cls(**overrides)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_input=False, include_url=False):
-            field = ".".join(str(part) for part in error["loc"])
-            problems.append(f"{_variable(cls, field)}: {error['msg']}" if field else error["msg"])
-        raise SettingsError("bad settings: " + "; ".join(problems)) from None
+        raise SettingsError("bad settings: " + settings_problems(cls, exc)) from None
+
+
+def settings_problems(cls: type[BaseSettings], exc: ValidationError) -> str:
+    """Each bad variable in `exc`, by its environment name, "; "-joined; never an input value.
+
+    No "NAME: message" form: for a *_TOKEN variable, log redaction would take the message's
+    first word for the token and mask it.
+    """
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = error["msg"].removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error["loc"])
+        variable = _variable(cls, field) if field else ""
+        problems.append(message if not variable or variable in message else f"{variable} is invalid ({message})")
+    return "; ".join(problems)
 
 
 def _variable(cls: type[BaseSettings], field: str) -> str:

@@ -104,7 +104,9 @@ def test_bad_settings_stop_the_service_at_start_without_echoing_values(data_root
     for variable in ("SYNTHTUNE_GRPC_TOKEN", "SYNTHTUNE_DATAGEN_MAX_ROWS", "SYNTHTUNE_DATAGEN_LISTEN"):
         assert variable in proc.stdout
     assert "short-canary" not in proc.stdout + proc.stderr
-    json.loads(proc.stdout.splitlines()[-1])  # still a JSON log line
+    message = json.loads(proc.stdout.splitlines()[-1])["message"]  # still a JSON log line
+    # Readable: the redaction that hides tokens must not eat the reason (no "TOKEN: <word>").
+    assert "SYNTHTUNE_GRPC_TOKEN must be at least 16 characters" in message and "[REDACTED]" not in message
 
 
 def test_the_endpoint_token_is_stored_and_logged_nowhere(data_root, tmp_path, fake):
