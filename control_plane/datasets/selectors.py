@@ -91,6 +91,15 @@ def generation_job_list(*, state: str | None = None, dataset: str | None = None)
     return jobs
 
 
+def generation_job_active_list() -> QuerySet[GenerationJob]:
+    """Queued and running jobs, oldest first: the order they were asked for."""
+    return (
+        GenerationJob.objects.select_related("dataset")
+        .exclude(state__in=GenerationJob.TERMINAL_STATES)
+        .order_by("created_at", "id")
+    )
+
+
 def generation_job_get(*, job_id: str) -> GenerationJob:
     try:
         return GenerationJob.objects.select_related("dataset").get(job_id=job_id)

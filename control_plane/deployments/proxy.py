@@ -39,6 +39,7 @@ FIELD_NAMES = {
     **{name: f"sampling.{name}" for name in SAMPLING_FIELDS},
 }
 
+
 def _call(method: str, request: Any, *, timeout_s: float | None = None) -> Any:
     return proxy_client().call(method, request, timeout_s=timeout_s)
 
@@ -178,8 +179,12 @@ def unload_adapter(*, served_name: str, targets: list[str], token: str) -> list[
     return [_replica(r) for r in reply.replicas]
 
 
-def list_served_models(*, targets: list[str], token: str = "") -> list[TargetModels]:
-    reply = _call("ListServedModels", pb.ListServedModelsRequest(targets=targets, token=token))
+def list_served_models(
+    *, targets: list[str], token: str = "", timeout_s: float | None = None
+) -> list[TargetModels]:
+    reply = _call(
+        "ListServedModels", pb.ListServedModelsRequest(targets=targets, token=token), timeout_s=timeout_s
+    )
     return [
         TargetModels(
             target=normalize_target(target.target),

@@ -34,6 +34,17 @@ def served_models(*, targets: list[str], token: str = "") -> list[proxy.TargetMo
     return proxy.list_served_models(targets=[proxy.normalize_target(t) for t in targets], token=token)
 
 
+def served_base_models(*, timeout_s: float | None = None) -> list[str]:
+    """The base models the proxy's vLLM targets serve now (unreachable targets left out), in
+    target order, once each. Raises the proxy's errors (Unavailable when it is down)."""
+    names: list[str] = []
+    for listing in proxy.list_served_models(targets=[], timeout_s=timeout_s):
+        for model in listing.models:
+            if not model.parent and model.id not in names:  # an adapter names its base as parent
+                names.append(model.id)
+    return names
+
+
 def comparison_get(*, comparison_id: int) -> Comparison:
     try:
         return Comparison.objects.select_related("adapter", "owner").get(pk=comparison_id)

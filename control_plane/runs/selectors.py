@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from control_plane.core.errors import NotFound
 from control_plane.datasets import storage
 from control_plane.runs.models import Adapter, Run, RunEvent
+from control_plane.runs.params import DEFAULT_BASE_MODEL
 
 MANIFEST = "manifest.json"
 
@@ -30,6 +31,32 @@ def run_list(
     if owner:
         runs = runs.filter(owner__username=owner)
     return runs.distinct()
+
+
+def run_active_list() -> QuerySet[Run]:
+    """Runs not finished yet (validating, queued, running), oldest first: the trainer's order."""
+    return (
+        Run.objects.select_related("owner")
+        .exclude(state__in=Run.TERMINAL_STATES)
+        .order_by("created_at", "id")
+    )
+
+
+def run_base_model_suggestions(*, served: list[str], history: int = 200) -> list[tuple[str, str]]:
+    """Base models to offer on the Fine-tune form, each with why, best first and without
+    duplicates: those vLLM serves (`served`: their adapters can be loaded), those earlier runs
+    here trained successfully (the newest of the last `history` runs first), then the default.
+    Only a hint: the trainer decides what it can train."""
+    suggestions: dict[str, str] = {name: "served by vLLM" for name in served if name}
+    trained = (
+        Run.objects.filter(state=Run.State.SUCCEEDED)
+        .order_by("-created_at", "-id")
+        .values_list("base_model", flat=True)[:history]
+    )
+    for name in trained:
+        suggestions.setdefault(name, "trained here before")
+    suggestions.setdefault(DEFAULT_BASE_MODEL, "the API's default")
+    return list(suggestions.items())
 
 
 def run_get(*, run_id: str) -> Run:
