@@ -51,7 +51,7 @@ ALLOWED_HOSTS = CONFIG.allowed_hosts_list
 CSRF_TRUSTED_ORIGINS = CONFIG.csrf_trusted_origins_list
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "control_plane.core.apps.SynthtuneAdminConfig",  # django.contrib.admin, our home page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

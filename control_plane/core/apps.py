@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class CoreConfig(AppConfig):
@@ -6,3 +7,11 @@ class CoreConfig(AppConfig):
 
     name = "control_plane.core"
     label = "core"
+
+
+class SynthtuneAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with our site (control_plane.core.admin_site): the pipeline home page.
+    Named in INSTALLED_APPS instead of django.contrib.admin."""
+
+    default = False  # not control_plane.core's own config: that stays CoreConfig
+    default_site = "control_plane.core.admin_site.SynthtuneAdminSite"

@@ -111,9 +111,9 @@ class DatasetAdmin(ReadOnlyAdmin):
     def has_fine_tune_permission(self, request) -> bool:
         return request.user.has_perm("runs.add_run")
 
-    @admin.action(description="Fine-tune on the selected datasets", permissions=["fine_tune"])
+    @admin.action(description="Start fine-tune on the selected datasets", permissions=["fine_tune"])
     def fine_tune(self, request, queryset):
-        """Open the Fine-tune form (the runs admin) with the selected datasets ticked."""
+        """Open the Start fine-tune form (the runs admin) with the selected datasets ticked."""
         names = list(queryset.order_by("name").values_list("name", flat=True))
         query = urlencode({"datasets": names}, doseq=True)
         return HttpResponseRedirect(f"{reverse('admin:runs_run_fine_tune')}?{query}")
@@ -244,8 +244,3 @@ class GenerationJobAdmin(ReadOnlyAdmin):
             self.message_user(
                 request, f"Asked the datagen service to cancel {cancelled} job(s).", messages.SUCCESS
             )
-
-
-admin.site.site_header = "synthtune"
-admin.site.site_title = "synthtune admin"
-admin.site.index_title = "Control plane"

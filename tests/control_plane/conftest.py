@@ -16,10 +16,12 @@ from tests.support.procs import TEST_GRPC_TOKEN, free_port, running_service
 
 @pytest.fixture(autouse=True)
 def cp_settings(settings, data_root: Path):
-    """Every test: its own data root, the test gRPC token, and no datagen until a test starts one."""
+    """Every test: its own data root, the test gRPC token, and no datagen or serving proxy until a
+    test starts one."""
     settings.SYNTHTUNE_DATA_ROOT = data_root
     settings.SYNTHTUNE_GRPC_TOKEN = TEST_GRPC_TOKEN
     settings.SYNTHTUNE_DATAGEN_ADDR = f"127.0.0.1:{free_port()}"  # nothing listens there
+    settings.SYNTHTUNE_SERVING_PROXY_ADDR = f"127.0.0.1:{free_port()}"  # nor there, until a test starts one
     settings.SYNTHTUNE_SSE_POLL_S = 0.05
     settings.SYNTHTUNE_SSE_MAX_S = 5.0
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
