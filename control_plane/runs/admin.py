@@ -1,10 +1,12 @@
-"""Admin (staff only): the Fine-tune form, runs with live progress and the loss curve,
-adapters with their manifests, and Load / Unload into vLLM with a link to Compare.
+"""Admin (staff only): the Start fine-tune form, runs with live progress and the loss curve,
+adapters with their manifests, and Load (a button and an action) / Unload into vLLM with a
+link to Compare.
 Every write goes through the same services as the API."""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -16,6 +18,7 @@ from django.utils.html import format_html
 
 from control_plane.core.errors import SynthtuneError
 from control_plane.datasets.admin import ReadOnlyAdmin
+from control_plane.deployments import selectors as deployment_selectors
 from control_plane.deployments import services as deployment_services
 from control_plane.deployments.models import Deployment
 from control_plane.runs import selectors, services
@@ -24,6 +27,7 @@ from control_plane.runs.models import Adapter, Run
 from control_plane.runs.params import RunParams
 
 EVENTS_SHOWN = 200
+SUGGEST_TIMEOUT_S = 3.0  # asking the proxy what vLLM serves, for the Start fine-tune form
 
 
 def _adapter_of(run: Run) -> Adapter | None:
@@ -35,6 +39,16 @@ def _form_error(form, exc: SynthtuneError) -> None:
     # API field names ("hyperparameters.learning_rate") are the form's plain ones.
     field = str(exc.extra.get("field") or "").removeprefix("hyperparameters.")
     form.add_error(field if field in form.fields else None, exc.message)
+
+
+def _base_model_suggestions() -> list[tuple[str, str]]:
+    """The form's base-model suggestions, what vLLM serves first. A slow or absent proxy only
+    costs the suggestion, never the form."""
+    try:
+        served = deployment_selectors.served_base_models(timeout_s=SUGGEST_TIMEOUT_S)
+    except SynthtuneError:
+        served = []
+    return selectors.run_base_model_suggestions(served=served)
 
 
 @admin.register(Run)
@@ -107,11 +121,13 @@ class RunAdmin(ReadOnlyAdmin):
         ]
 
     def fine_tune_view(self, request):
-        """The Fine-tune form; the datasets admin's action opens it with ?datasets=<name>..."""
+        """The Start fine-tune form: the same service as POST /api/v1/runs/, so the same checks
+        and errors (the trainer's land on their field). The datasets admin's action and the
+        home page open it with ?datasets=<name>... ticked."""
         if not request.user.has_perm("runs.add_run"):
             raise PermissionDenied
         initial = {"datasets": request.GET.getlist("datasets")}
-        form = FineTuneForm(request.POST or None, initial=initial)
+        form = FineTuneForm(request.POST or None, initial=initial, base_models=_base_model_suggestions())
         if request.method == "POST" and form.is_valid():
             try:
                 run = services.run_start(owner=request.user, params=RunParams(**form.params()))
@@ -122,7 +138,7 @@ class RunAdmin(ReadOnlyAdmin):
                 return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
         context = {
             **self.admin_site.each_context(request),
-            "title": "Fine-tune",
+            "title": "Start fine-tune",
             "form": form,
             "form_id": "fine-tune-form",
             "submit_label": "Start fine-tuning",
@@ -200,6 +216,7 @@ class AdapterAdmin(ReadOnlyAdmin):
         "manifest_view",
     )
     actions = ("load_adapters", "unload_adapters")
+    change_form_template = "admin/runs/adapter/change_form.html"
 
     def has_load_permission(self, request) -> bool:
         return request.user.has_perm("deployments.add_deployment")
@@ -217,23 +234,52 @@ class AdapterAdmin(ReadOnlyAdmin):
                 )
         return super().changelist_view(request, extra_context)
 
+    def _load(self, request, adapter: Adapter) -> None:
+        """Load one adapter through the deployments service and say how it went, per replica.
+        (Messages start with "Adapter": the admin capitalises a message's first letter.)"""
+        try:
+            outcome = deployment_services.deployment_load(adapter_name=adapter.name, owner=request.user)
+        except SynthtuneError as exc:
+            self.message_user(request, f"Adapter {adapter.name}: {exc.message}", messages.ERROR)
+            return
+        targets = ", ".join(d.target for d in outcome.loaded)
+        self.message_user(
+            request, f"Adapter {adapter.name}: loaded as {outcome.served_name} on {targets}.", messages.SUCCESS
+        )
+        for deployment in outcome.deployments:
+            if deployment.state == Deployment.State.FAILED:
+                self.message_user(
+                    request, f"Adapter {adapter.name} on {deployment.target}: {deployment.error}", messages.ERROR
+                )
+
     @admin.action(description="Load into vLLM (the proxy's replicas)", permissions=["load"])
     def load_adapters(self, request, queryset):
         for adapter in queryset:
-            try:
-                outcome = deployment_services.deployment_load(adapter_name=adapter.name, owner=request.user)
-            except SynthtuneError as exc:
-                self.message_user(request, f"{adapter.name}: {exc.message}", messages.ERROR)
-                continue
-            targets = ", ".join(d.target for d in outcome.loaded)
-            self.message_user(
-                request, f"{adapter.name}: loaded as {outcome.served_name} on {targets}.", messages.SUCCESS
-            )
-            for deployment in outcome.deployments:
-                if deployment.state == Deployment.State.FAILED:
-                    self.message_user(
-                        request, f"{adapter.name} on {deployment.target}: {deployment.error}", messages.ERROR
-                    )
+            self._load(request, adapter)
+
+    def load_view(self, request, pk: int):
+        """The Load button of the adapter's page (POST): the same as the Load action."""
+        if request.method != "POST" or not self.has_load_permission(request):
+            raise PermissionDenied
+        adapter = get_object_or_404(Adapter, pk=pk)
+        self._load(request, adapter)
+        return HttpResponseRedirect(reverse("admin:runs_adapter_change", args=[pk]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        adapter = self.get_object(request, object_id)
+        if adapter is None:
+            return super().change_view(request, object_id, form_url, extra_context)
+        context = {
+            **(extra_context or {}),
+            "adapter": adapter,
+            # As last reconciled (the worker checks every SYNTHTUNE_RECONCILE_S).
+            "loaded": deployment_selectors.deployment_list(
+                state=Deployment.State.LOADED, adapter=adapter.name
+            ),
+            "can_load": self.has_load_permission(request),
+            "compare_url": f"{reverse('admin:deployments_compare')}?{urlencode({'adapter': adapter.name})}",
+        }
+        return super().change_view(request, object_id, form_url, extra_context=context)
 
     @admin.action(description="Unload from vLLM", permissions=["unload"])
     def unload_adapters(self, request, queryset):
@@ -241,10 +287,10 @@ class AdapterAdmin(ReadOnlyAdmin):
             try:
                 unloaded = deployment_services.adapter_unload(adapter=adapter)
             except SynthtuneError as exc:
-                self.message_user(request, f"{adapter.name}: {exc.message}", messages.ERROR)
+                self.message_user(request, f"Adapter {adapter.name}: {exc.message}", messages.ERROR)
                 continue
             where = ", ".join(d.target for d in unloaded)
-            self.message_user(request, f"{adapter.name}: unloaded from {where}.", messages.SUCCESS)
+            self.message_user(request, f"Adapter {adapter.name}: unloaded from {where}.", messages.SUCCESS)
 
     @admin.display(description="Deployed")
     def deployed(self, adapter: Adapter):
@@ -270,8 +316,12 @@ class AdapterAdmin(ReadOnlyAdmin):
         return super().get_queryset(request).prefetch_related("deployments")
 
     def get_urls(self):
-        view = self.admin_site.admin_view(self.by_name_view)
-        return [path("by-name/", view, name="runs_adapter_by_name"), *super().get_urls()]
+        view = self.admin_site.admin_view
+        return [
+            path("by-name/", view(self.by_name_view), name="runs_adapter_by_name"),
+            path("<int:pk>/load/", view(self.load_view), name="runs_adapter_load"),
+            *super().get_urls(),
+        ]
 
     def by_name_view(self, request):
         """?name=: the adapter's page by name (the run page's live events know the name, not the id)."""

@@ -7,11 +7,15 @@ from typing import Any
 
 from django import forms
 
+from control_plane.core.widgets import DatalistInput
 from control_plane.datasets.models import Dataset
 from control_plane.runs import params as limits
 
 
 class FineTuneForm(forms.Form):
+    """The admin's Start fine-tune form. Fields come in the order a user fills them: what to
+    train on, the model, the adapter's name, the main hyperparameters, then the rest."""
+
     datasets = forms.ModelMultipleChoiceField(
         queryset=Dataset.objects.filter(status=Dataset.Status.READY).order_by("name"),
         to_field_name="name",
@@ -21,7 +25,14 @@ class FineTuneForm(forms.Form):
     base_model = forms.CharField(
         max_length=256,
         initial=limits.DEFAULT_BASE_MODEL,
-        help_text="Canonical model id, recorded in the adapter; the trainer loads its local copy.",
+        widget=DatalistInput(attrs={"size": 40, "autocomplete": "off"}),
+        help_text="A model the trainer has: a folder name in its models root (e.g. tiny-phi3) or a "
+        "Hugging Face id in its cache. It is recorded in the adapter.",
+    )
+    adapter_name = forms.CharField(
+        required=False,
+        max_length=256,
+        help_text="Stem of the versioned adapter name (<stem>-v<N>); blank: from the base model.",
     )
     epochs = forms.FloatField(
         required=False, min_value=0, max_value=limits.MAX_EPOCHS, help_text="In (0, 100]."
@@ -32,6 +43,13 @@ class FineTuneForm(forms.Form):
         max_value=limits.MAX_LEARNING_RATE,
         help_text="In (0, 1]; LoRA: 1e-4 to 1e-3.",
     )
+    max_length = forms.IntegerField(
+        required=False,
+        min_value=limits.MIN_MAX_LENGTH,
+        max_value=limits.MAX_MAX_LENGTH,
+        help_text="Tokens per row; longer rows are truncated (the run reports how many).",
+    )
+    batch_size = forms.IntegerField(required=False, min_value=1, max_value=limits.MAX_BATCH_SIZE)
     lora_r = forms.IntegerField(required=False, min_value=1, max_value=limits.MAX_RANK, label="LoRA rank")
     lora_alpha = forms.FloatField(required=False, min_value=0, max_value=limits.MAX_ALPHA, label="LoRA alpha")
     lora_dropout = forms.FloatField(required=False, min_value=0, max_value=1, label="LoRA dropout")
@@ -40,15 +58,8 @@ class FineTuneForm(forms.Form):
         max_length=4000,
         help_text="Comma-separated module names, or all-linear; empty: resolved per architecture.",
     )
-    batch_size = forms.IntegerField(required=False, min_value=1, max_value=limits.MAX_BATCH_SIZE)
     gradient_accumulation_steps = forms.IntegerField(
         required=False, min_value=1, max_value=limits.MAX_GRAD_ACCUM
-    )
-    max_length = forms.IntegerField(
-        required=False,
-        min_value=limits.MIN_MAX_LENGTH,
-        max_value=limits.MAX_MAX_LENGTH,
-        help_text="Tokens per row.",
     )
     eval_fraction = forms.FloatField(
         required=False,
@@ -56,25 +67,38 @@ class FineTuneForm(forms.Form):
         max_value=limits.MAX_EVAL_FRACTION,
         help_text="Held-out share, in [0, 0.5).",
     )
-    adapter_name = forms.CharField(
-        required=False,
-        max_length=256,
-        help_text="Stem of the versioned adapter name; default from the base model.",
-    )
     merge_full_model = forms.BooleanField(required=False, label="Also export a merged full model")
 
+    MAIN_HYPERPARAMETERS = ("epochs", "learning_rate", "max_length", "batch_size")
     HYPERPARAMETERS = (
-        "epochs",
-        "learning_rate",
+        *MAIN_HYPERPARAMETERS,
         "lora_r",
         "lora_alpha",
         "lora_dropout",
         "target_modules",
-        "batch_size",
         "gradient_accumulation_steps",
-        "max_length",
         "eval_fraction",
     )
+    FIELDSETS = (
+        ("", "", ("datasets", "base_model", "adapter_name")),
+        ("Training", "Blank: the trainer's default for the device.", MAIN_HYPERPARAMETERS),
+        ("Advanced", "Blank: the trainer's default.", (*HYPERPARAMETERS[4:], "merge_full_model")),
+    )
+
+    def __init__(self, *args, base_models: list[tuple[str, str]] | None = None, **kwargs):
+        """`base_models`: (name, why) suggestions for the base model, best first; the first
+        one is the initial value."""
+        super().__init__(*args, **kwargs)
+        if base_models:
+            field = self.fields["base_model"]
+            field.widget.options = list(base_models)
+            field.initial = base_models[0][0]
+            suggested = ", ".join(f"{name} ({why})" for name, why in base_models)
+            field.help_text = f"{field.help_text} Suggested: {suggested}."
+
+    def fieldset_groups(self) -> list[tuple[str, str, list[forms.BoundField]]]:
+        """(title, description, bound fields) for the form page, in FIELDSETS order."""
+        return [(title, text, [self[name] for name in names]) for title, text, names in self.FIELDSETS]
 
     def params(self) -> dict[str, Any]:
         """RunParams keyword arguments; unset hyperparameters are left to the trainer's defaults."""

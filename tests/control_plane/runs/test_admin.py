@@ -1,5 +1,6 @@
-"""Admin for runs: the Fine-tune action and form, the run page (progress, loss curve data,
-events, cancel), adapters with their manifests. Writes go through the same services as the API."""
+"""Admin for runs: the Start fine-tune button, action and form, the run page (progress, loss
+curve data, events, cancel), adapters with their manifests and Load button. Writes go through
+the same services as the API."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import re
 import pytest
 from django.urls import reverse
 
+from control_plane.runs.forms import FineTuneForm
 from control_plane.runs.models import Run
-from control_plane.runs.selectors import run_loss_history
+from control_plane.runs.params import DEFAULT_BASE_MODEL
+from control_plane.runs.selectors import run_base_model_suggestions, run_loss_history
+from tests.control_plane.deployments.factories import DeploymentFactory
 from tests.control_plane.runs.factories import AdapterFactory, RunEventFactory, RunFactory
 from tests.control_plane.runs.helpers import follow_to_end, make_dataset
 
@@ -53,6 +57,54 @@ def test_the_fine_tune_action_opens_the_form_with_the_datasets_ticked(admin_clie
     assert 'value="gamma"' in page and 'value="microsoft/Phi-3-mini-4k-instruct"' in page
 
 
+def test_the_runs_list_has_a_start_fine_tune_button_and_the_datasets_list_the_action(admin_client):
+    page = admin_client.get("/admin/runs/run/").content.decode()
+    assert re.search(rf'<a href="{FINE_TUNE}"[^>]*id="start-fine-tune"[^>]*>Start fine-tune</a>', page)
+    make_dataset()
+    page = admin_client.get("/admin/datasets/dataset/").content.decode()
+    assert '<option value="fine_tune">Start fine-tune on the selected datasets</option>' in page
+
+
+def test_the_form_asks_for_the_main_things_first_and_leaves_blanks_to_the_trainer(admin_client):
+    make_dataset()
+    page = admin_client.get(FINE_TUNE).content.decode()
+    names = re.findall(r'<(?:input|select)[^>]*name="(\w+)"', page)
+    names = list(dict.fromkeys(name for name in names if name not in ("csrfmiddlewaretoken", "_submit")))
+    assert names[:7] == ["datasets", "base_model", "adapter_name", "epochs", "learning_rate", "max_length",
+                         "batch_size"]  # fmt: skip
+    assert "<h2>Training</h2>" in page and "Blank: the trainer&#x27;s default" in page
+    form = FineTuneForm(
+        {"datasets": ["colours"], "base_model": " tiny-phi3 ", "epochs": "2", "batch_size": ""}
+    )
+    assert form.is_valid(), form.errors
+    assert form.params() == {"datasets": ["colours"], "base_model": "tiny-phi3", "hyperparameters": {"epochs": 2.0},
+                             "adapter_name": "", "merge_full_model": False}  # fmt: skip
+
+
+def test_base_model_suggestions_put_what_vllm_serves_first_then_what_trained_here(admin_client):
+    RunFactory(base_model="tiny-llama", state="succeeded")
+    RunFactory(base_model="broken-model", state="failed")  # never trained: not suggested
+    RunFactory(base_model="tiny-phi3", state="succeeded")
+    assert run_base_model_suggestions(served=["tiny-phi3", "org/served"]) == [
+        ("tiny-phi3", "served by vLLM"),
+        ("org/served", "served by vLLM"),
+        ("tiny-llama", "trained here before"),
+        (DEFAULT_BASE_MODEL, "the API's default"),
+    ]
+    # On the form (the proxy is down in this test: only the history, no error): the newest
+    # model trained here is filled in, the others offered in the datalist.
+    response = admin_client.get(FINE_TUNE)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert re.search(
+        r'<input type="text" name="base_model" value="tiny-phi3"[^>]*list="id_base_model-options"', page
+    )
+    options = re.findall(r'<option value="([^"]+)" label="([^"]+)">', page)
+    assert options == [("tiny-phi3", "trained here before"), ("tiny-llama", "trained here before"),
+                       (DEFAULT_BASE_MODEL, "the API&#x27;s default")]  # fmt: skip
+    assert "broken-model" not in page
+
+
 def test_form_errors_name_the_field_and_start_nothing(admin_client):
     make_dataset()
     page = admin_client.post(FINE_TUNE, fine_tune_form(learning_rate="0")).content.decode()
@@ -68,8 +120,12 @@ def test_form_errors_name_the_field_and_start_nothing(admin_client):
 
 def test_form_with_the_trainer_down_shows_its_address(admin_client, cp_settings):
     make_dataset()
-    page = admin_client.post(FINE_TUNE, fine_tune_form()).content.decode()
-    assert cp_settings.SYNTHTUNE_TRAINER_ADDR in page and "unavailable" in page
+    response = admin_client.post(FINE_TUNE, fine_tune_form())
+    page = response.content.decode()
+    assert response.status_code == 200  # the form again, with the reason on top: not a 500
+    note = re.search(r'<p class="errornote">([^<]*)</p>', page).group(1)
+    assert cp_settings.SYNTHTUNE_TRAINER_ADDR in note and "unavailable" in note
+    assert re.search(r'name="datasets" value="colours"[^>]*checked', page)  # what was asked is kept
     assert not Run.objects.exists()
 
 
@@ -143,6 +199,26 @@ def test_adapter_list_detail_and_lookup_by_name(admin_client):
     response = admin_client.get(reverse("admin:runs_adapter_by_name"), {"name": adapter.name})
     assert response["Location"] == reverse("admin:runs_adapter_change", args=[adapter.pk])
     assert admin_client.get(reverse("admin:runs_adapter_by_name"), {"name": "nope"}).status_code == 404
+
+
+def test_adapter_page_has_a_load_button_that_goes_through_the_deployments_service(admin_client, cp_settings):
+    adapter = AdapterFactory()
+    url = reverse("admin:runs_adapter_change", args=[adapter.pk])
+    page = admin_client.get(url).content.decode()
+    assert "Not loaded into vLLM." in page and 'id="load-adapter"' in page
+    load = reverse("admin:runs_adapter_load", args=[adapter.pk])
+    assert f'<form id="load-adapter-form" method="post" action="{load}">' in page
+    assert f'href="/admin/deployments/deployment/compare/?adapter={adapter.name}"' in page
+    # The proxy is down in this test: the page says so with its address, not a 500.
+    response = admin_client.post(load, follow=True)
+    assert response.redirect_chain == [(url, 302)]
+    assert cp_settings.SYNTHTUNE_SERVING_PROXY_ADDR in response.content.decode()
+    assert not adapter.deployments.exists()
+    assert admin_client.get(load).status_code == 403  # POST only
+
+    DeploymentFactory(adapter=adapter, served_name=f"{adapter.name}-s1", target="http://vllm:8000")
+    page = admin_client.get(url).content.decode()
+    assert f"Loaded as <code>{adapter.name}-s1</code> on http://vllm:8000." in page
 
 
 def test_rows_cannot_be_added_or_edited_by_hand(admin_client):
