@@ -6,6 +6,9 @@
   request id for logs, and turns SynthtuneError into a precise status with
   google.rpc.BadRequest details for field errors, and counts and times each
   call for Prometheus (synthtune.metrics; health and reflection are not counted);
+- an access log: one "rpc finished" line per call on the `synthtune.access` logger,
+  with request_id, rpc, grpc_type, code and duration_ms (health and reflection are
+  not logged);
 - optional TLS.
 `serve_until_signal` runs it until SIGTERM/SIGINT: health goes NOT_SERVING,
 then the server stops with a grace period so in-flight calls finish.
@@ -35,6 +38,9 @@ from synthtune.logs import request_id_var, rpc_var
 from synthtune.metrics import rpc_metrics
 
 logger = logging.getLogger(__name__)
+# One line per finished RPC, carrying request_id and rpc (from the context) with its code
+# and duration: how a request's trip through the services is followed in the logs.
+access_logger = logging.getLogger("synthtune.access")
 
 REQUEST_ID_KEY = "x-request-id"
 # Probes (kubelet's native gRPC probe, grpc_health_probe) and grpcurl carry no token.
@@ -117,6 +123,14 @@ def _code_name(context: grpc.aio.ServicerContext) -> str:
     return code.name if code is not None else "OK"
 
 
+def _finished(measured, kind: str, code: str, started: float) -> None:
+    seconds = perf_counter() - started
+    measured.done(code, seconds)
+    access_logger.info(
+        "rpc finished", extra={"grpc_type": kind, "code": code, "duration_ms": round(seconds * 1000, 2)}
+    )
+
+
 def _wrap_handler(handler: grpc.RpcMethodHandler, method: str, request_id: str, authorized: bool):
     # Metrics: one counter increment and one histogram observe per call, at its end; the
     # label children are cached per method (synthtune.metrics), so no label lookups here.
@@ -144,7 +158,7 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, method: str, request_id: str, 
                 code = _cancelled_code(context)
                 raise
             finally:
-                measured.done(code, perf_counter() - started)
+                _finished(measured, "unary", code, started)
 
         return grpc.unary_unary_rpc_method_handler(
             unary, handler.request_deserializer, handler.response_serializer
@@ -175,7 +189,7 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, method: str, request_id: str, 
                 code = _cancelled_code(context)
                 raise
             finally:
-                measured_stream.done(code, perf_counter() - started)
+                _finished(measured_stream, "server_stream", code, started)
 
         return grpc.unary_stream_rpc_method_handler(
             stream, handler.request_deserializer, handler.response_serializer

@@ -84,6 +84,45 @@ def test_request_id_is_propagated_or_created():
     asyncio.run(_with_server(body))
 
 
+def test_every_rpc_writes_one_access_line_with_its_request_id_code_and_duration():
+    """The request id's trip is observable on purpose: one JSON line per finished call."""
+    import io
+    import json
+    import logging
+
+    from synthtune.logs import configure_logging
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_logging("probe", stream=stream)
+    try:
+        async def body(stub, channel):
+            await stub.GetGeneration(pb.GetGenerationRequest(job_id="x"), metadata=AUTH + (("x-request-id", "rid-ok"),), timeout=5)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.GetGeneration(pb.GetGenerationRequest(job_id="missing"), metadata=AUTH + (("x-request-id", "rid-404"),), timeout=5)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.GetGeneration(pb.GetGenerationRequest(job_id="x"), metadata=(("x-request-id", "rid-anon"),), timeout=5)
+            [_ async for _ in stub.WatchGeneration(pb.WatchGenerationRequest(), metadata=AUTH + (("x-request-id", "rid-s"),), timeout=5)]
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+
+        asyncio.run(_with_server(body))
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    access = [line for line in lines if line["name"] == "synthtune.access"]
+    get = "/synthtune.datagen.v1.DatagenService/GetGeneration"
+    watch = "/synthtune.datagen.v1.DatagenService/WatchGeneration"
+    assert [(a["request_id"], a["rpc"], a["code"], a["grpc_type"]) for a in access] == [
+        ("rid-ok", get, "OK", "unary"),
+        ("rid-404", get, "NOT_FOUND", "unary"),
+        ("rid-anon", get, "UNAUTHENTICATED", "unary"),
+        ("rid-s", watch, "OK", "server_stream"),
+    ]  # and none for the health check
+    assert all(a["service"] == "probe" and a["duration_ms"] >= 0 and a["message"] == "rpc finished" for a in access)
+
+
 def test_domain_errors_become_precise_statuses_with_field_details():
     async def body(stub, channel):
         async def code_of(job_id):
