@@ -33,6 +33,7 @@ from synthtune.paths import resolve_under
 from synthtune.prompt_format import PromptFormat, format_for_tokenizer, training_example
 from synthtune.records import row_format
 from trainer_svc.hyperparams import MIN_ROWS_FOR_EVAL
+from trainer_svc.training_templates import known_training_template, renders_like
 
 DATASETS_DIR = "datasets"
 SUFFIX = ".jsonl"
@@ -89,6 +90,9 @@ class PreparedData:
     # The dataset rows behind `eval`, as read (same order): the export writes them as eval.jsonl
     # so comparisons run on exactly the rows training never saw.
     eval_rows: list[dict] = field(default_factory=list)
+    # The marked template to train chat rows with, when the tokenizer's own has no
+    # {% generation %} markers (training_chat_template); None: the tokenizer's own.
+    chat_template: str | None = None
 
 
 def dataset_path(data_root: Path, relative: str) -> Path:
@@ -170,8 +174,9 @@ def load_tokenizer(model_dir: Path) -> Any:
 def training_chat_template(tokenizer: Any) -> str | None:
     """The template trl will train chat rows with (None: the tokenizer's own), checked to train the end token.
 
-    trl swaps in a training version of known templates that lack `{% generation %}`
-    markers (Phi-3's own, for one). Anything else cannot give assistant-only loss, and a
+    A template without `{% generation %}` markers is swapped for a training version that
+    renders the same text: ours first (trainer_svc.training_templates: SmolLM2's ChatML),
+    then trl's (Phi-3's own, for one). Anything else cannot give assistant-only loss, and a
     template whose end-of-turn token falls outside the mask would train a model that
     never stops: both are refused.
     """
@@ -183,14 +188,22 @@ def training_chat_template(tokenizer: Any) -> str | None:
 
     template = None
     if not has_generation_markers(tokenizer.chat_template):
-        try:
-            template = get_training_chat_template(tokenizer)
-        except ValueError as exc:
+        template = known_training_template(tokenizer.chat_template)
+        if template is not None and not renders_like(tokenizer, template):
             raise InvalidArgument(
-                "the base model's chat template has no {% generation %} markers and trl has no training "
-                f"version of it, so assistant-only loss is impossible ({exc})",
+                "the training version of the base model's chat template renders differently from the "
+                "template itself, so training would not match serving; this is a bug in synthtune.",
                 field="base_model_id",
-            ) from exc
+            )
+        if template is None:
+            try:
+                template = get_training_chat_template(tokenizer)
+            except ValueError as exc:
+                raise InvalidArgument(
+                    "the base model's chat template has no {% generation %} markers and neither synthtune nor "
+                    f"trl has a training version of it, so assistant-only loss is impossible ({exc})",
+                    field="base_model_id",
+                ) from exc
     if not is_chat_template_stop_token_trained(tokenizer, chat_template=template):
         raise InvalidArgument(
             "the base model's chat template leaves the assistant's end-of-turn token out of the loss mask: "
@@ -266,7 +279,7 @@ def prepare_data(
         dropped_rows=dropped_count,
         warnings=tuple(warnings),
     )
-    return PreparedData(report, train, evaluation, [row for _, row in eval_pairs])
+    return PreparedData(report, train, evaluation, [row for _, row in eval_pairs], chat_template)
 
 
 def _token_lengths(tokenizer: Any, example: dict, fmt: str, chat_template: str | None) -> tuple[int, int]:

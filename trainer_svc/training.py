@@ -52,6 +52,7 @@ would claim metrics of a run that did not end. The trainer's scratch folder
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -333,13 +334,23 @@ def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: Prepared
         args=args,
         train_dataset=Dataset.from_list(prepared.train),
         eval_dataset=Dataset.from_list(prepared.eval) if has_eval else None,
-        processing_class=tokenizer,
+        processing_class=_training_tokenizer(tokenizer, prepared.chat_template),
         peft_config=lora,
         callbacks=[callback],
     )
     # With tqdm off, Trainer prints every log dict to stdout; the events carry them instead.
     trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def _training_tokenizer(tokenizer: Any, chat_template: str | None) -> Any:
+    """The tokenizer trl trains with: the base model's own, or a copy carrying the marked
+    training template (dataset_prep.training_chat_template), so the export keeps the original."""
+    if chat_template is None:
+        return tokenizer
+    training = copy.deepcopy(tokenizer)
+    training.chat_template = chat_template
+    return training
 
 
 def progress_callback(emit: _Emitter, should_stop: Callable[[], bool]) -> ProgressCallback:
