@@ -244,12 +244,16 @@ class AdapterAdmin(ReadOnlyAdmin):
             return
         targets = ", ".join(d.target for d in outcome.loaded)
         self.message_user(
-            request, f"Adapter {adapter.name}: loaded as {outcome.served_name} on {targets}.", messages.SUCCESS
+            request,
+            f"Adapter {adapter.name}: loaded as {outcome.served_name} on {targets}.",
+            messages.SUCCESS,
         )
         for deployment in outcome.deployments:
             if deployment.state == Deployment.State.FAILED:
                 self.message_user(
-                    request, f"Adapter {adapter.name} on {deployment.target}: {deployment.error}", messages.ERROR
+                    request,
+                    f"Adapter {adapter.name} on {deployment.target}: {deployment.error}",
+                    messages.ERROR,
                 )
 
     @admin.action(description="Load into vLLM (the proxy's replicas)", permissions=["load"])
