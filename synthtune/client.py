@@ -78,6 +78,15 @@ class Client:
     def preview(self, name: str, *, limit: int = 5) -> dict:
         return self.request("GET", f"/api/v1/datasets/{name}/preview/", params={"limit": limit})
 
+    def dataset_rows(self, name: str, *, format: str = "instruction") -> list[dict]:
+        """Every row of a dataset, in `format` ("instruction" or "chat")."""
+        text = self.request("GET", f"/api/v1/datasets/{name}/download/", params={"format": format})
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def upload_rows(self, name: str, rows: list[dict]) -> dict:
+        """A new dataset `name` from rows (validated by the server like any upload)."""
+        return self.request("POST", "/api/v1/datasets/", json={"name": name, "rows": rows})
+
     def follow_generation(self, job_id: str) -> Iterator[SseEvent]:
         """Every event of a generation job until it ends, reconnecting as the server asks."""
         yield from self._follow(
