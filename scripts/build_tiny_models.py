@@ -13,8 +13,9 @@ the same machine give byte-identical folders. Writes:
 
 Each model folder is built in OUT/.staging-<pid> and swapped in with renames, so a
 reader never sees a half-built folder, and the marker is written last. Other folders
-in OUT (SmolLM2, from scripts/build_smollm2.py) are left alone. Heavy imports live inside functions so that
-tests/support/models.py can import this module cheaply for `fingerprint()`.
+in OUT (SmolLM2, from scripts/build_smollm2.py) are left alone. Heavy imports live
+inside functions so that tests/support/models.py can import this module cheaply for
+`fingerprint()`.
 """
 
 from __future__ import annotations
