@@ -3,8 +3,10 @@
 The service starts one per run (crash isolation, a real cancel, memory handed
 back at the end). Events go to the parent as JSON lines on the original
 stdout; everything libraries print goes to stderr (the run's child.log).
-SIGTERM asks training to stop within one step (cancel). The kernel sends
-SIGTERM here too if the service dies, so a run never trains unsupervised.
+SIGTERM asks training to stop within one step (cancel). If the service dies the
+kernel sends SIGKILL here, so a run never trains unsupervised, and its checkpoints
+stay for the restarted service to resume from (a SIGTERM would cancel the run and
+delete them).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: the parent's shutdown still stops us
         pass
 

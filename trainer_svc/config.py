@@ -5,6 +5,11 @@ Every variable, with its default:
 - SYNTHTUNE_MODELS_ROOT             ./var/models     folder of local base models, by name
 - SYNTHTUNE_TRAINER_CANCEL_GRACE_S  60               after a cancel, how long a run may take to stop
                                                       before its process is killed
+- SYNTHTUNE_TRAINER_CHECKPOINT_STEPS 50            a checkpoint every N optimizer steps (0: only per epoch;
+                                                      one is always saved at every epoch's end)
+- SYNTHTUNE_TRAINER_CHECKPOINT_KEEP  2             how many of a run's newest checkpoints are kept
+- SYNTHTUNE_TRAINER_MAX_AUTO_RESUMES 3             how often a run whose process died (or whose service
+                                                      stopped) is resumed from its checkpoint by itself
 - SYNTHTUNE_HF_HUB_CACHE            (unset)          Hugging Face hub cache for base models not under the
                                                       models root; alias TRANSFORMERS_CACHE (the old app's,
                                                       which transformers 5 no longer reads). Unset:
@@ -30,6 +35,12 @@ class TrainerSettings(CommonSettings):
                               validation_alias=env_alias("SYNTHTUNE_MODELS_ROOT", "models_root"))
     cancel_grace_s: float = Field(default=60.0, gt=0, le=3600,
                                   validation_alias=env_alias("SYNTHTUNE_TRAINER_CANCEL_GRACE_S", "cancel_grace_s"))
+    checkpoint_steps: int = Field(default=50, ge=0, le=1_000_000, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_CHECKPOINT_STEPS", "checkpoint_steps"))
+    checkpoint_keep: int = Field(default=2, ge=1, le=100, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_CHECKPOINT_KEEP", "checkpoint_keep"))
+    max_auto_resumes: int = Field(default=3, ge=0, le=100, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_MAX_AUTO_RESUMES", "max_auto_resumes"))
     hf_hub_cache: Path | None = Field(
         default=None, validation_alias=AliasChoices("SYNTHTUNE_HF_HUB_CACHE", "hf_hub_cache", "TRANSFORMERS_CACHE"))
 

@@ -52,6 +52,8 @@ MAX_ALPHA = 10_000.0
 MAX_EVAL_FRACTION = 0.5  # exclusive
 MIN_ROWS_FOR_EVAL = 20  # fewer rows than this: no held-out split, every row trains
 MAX_SEED = 2**32 - 1
+MAX_CHECKPOINT_STEPS = 1_000_000
+MAX_CHECKPOINTS_KEPT = 100
 
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 # config.json keys that hold a model's context length, most common first.
@@ -135,6 +137,13 @@ class TrainingOptions:
             `None`: on for CUDA, off for CPU/MPS.
         merge_full_model: also export the base model with the adapter merged in, under
             `<adapter>/merged/` (full size: 7.6 GB for Phi-3-mini in bf16).
+        checkpoint_steps: save a checkpoint (adapter, optimizer, scheduler, RNG states) every
+            N optimizer steps, 0..1,000,000 (0: only at the end of every epoch, which always
+            saves one). A run whose process dies resumes from its newest checkpoint.
+        checkpoint_keep: how many of the newest checkpoints are kept, 1..100.
+        keep_checkpoints: a succeeded run keeps its checkpoints (default: deleted once the
+            adapter is exported). Cancelled runs never keep theirs; failed runs keep them so
+            they can be resumed by hand.
     """
 
     epochs: float | None = None
@@ -149,6 +158,9 @@ class TrainingOptions:
     lr_scheduler: str = "linear"
     gradient_checkpointing: bool | None = None
     merge_full_model: bool = False
+    checkpoint_steps: int = 50
+    checkpoint_keep: int = 2
+    keep_checkpoints: bool = False
 
 
 @dataclass
@@ -276,6 +288,9 @@ class ResolvedTraining:
     lr_scheduler: str
     gradient_checkpointing: bool
     merge_full_model: bool
+    checkpoint_steps: int
+    checkpoint_keep: int
+    keep_checkpoints: bool
 
 
 @dataclass(frozen=True)
@@ -503,11 +518,17 @@ def _resolve_training(options: TrainingOptions, defaults: DeviceDefaults, model:
         else options.gradient_checkpointing
     _check_bool("gradient_checkpointing", checkpointing)
     _check_bool("merge_full_model", options.merge_full_model)
+    _check_int("checkpoint_steps", options.checkpoint_steps, 0, MAX_CHECKPOINT_STEPS,
+               hint="0 saves only at the end of every epoch")
+    _check_int("checkpoint_keep", options.checkpoint_keep, 1, MAX_CHECKPOINTS_KEPT)
+    _check_bool("keep_checkpoints", options.keep_checkpoints)
     return ResolvedTraining(
         epochs=float(epochs), learning_rate=float(lr), batch_size=batch, gradient_accumulation_steps=accum,
         max_length=max_length, eval_fraction=float(options.eval_fraction), packing=options.packing,
         seed=options.seed, warmup_ratio=float(options.warmup_ratio), lr_scheduler=options.lr_scheduler,
         gradient_checkpointing=checkpointing, merge_full_model=options.merge_full_model,
+        checkpoint_steps=options.checkpoint_steps, checkpoint_keep=options.checkpoint_keep,
+        keep_checkpoints=options.keep_checkpoints,
     )
 
 

@@ -2,10 +2,14 @@
 
 One run trains at a time (one per device); the others wait in the queue, in
 order. A run's child process reports JSON events on a pipe; the manager turns
-them into the run's numbered event log and state. If the child dies without
-finishing, the run fails with the reason (its error, exit code or signal), and
-the service keeps serving. On start, runs left running by a previous service
-are failed as interrupted; queued runs carry on.
+them into the run's numbered event log and state. If the child raises, the run
+fails with its error, and the service keeps serving.
+
+Resume (trainer_svc.checkpoints): a run whose child was killed (a signal: OOM, a
+node going away), or that was training when the service stopped, goes back to the
+head of the queue and resumes from its newest checkpoint, at most
+`max_auto_resumes` times; without a checkpoint it fails as before (killed, or
+interrupted). Queued runs carry on after a restart.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from synthtune.errors import FailedPrecondition, InvalidArgument, Unavailable
 from synthtune.eventlog import Event, follow
 from synthtune.files import atomic_write_bytes
 from synthtune.paths import validate_name
+from trainer_svc.checkpoints import checkpoint_step, checkpoints_dir, latest_checkpoint, remove_checkpoints
 from trainer_svc.config import TrainerSettings
 from trainer_svc.export import remove_stale_exports
 from trainer_svc.metrics import Throughput
@@ -70,10 +76,14 @@ class RunManager:
         """Fail runs a previous service left running; queue the queued ones again; drop half exports."""
         for name in remove_stale_exports(self.settings.data_root):
             logger.warning("removed an unfinished export", extra={"folder": name})
+        interrupted = []
         for run in self.store.load():
             if run.state == RunState.QUEUED:
                 self._queue.append(run.run_id)
             else:
+                interrupted.append(run)
+        for run in interrupted:
+            if not self._resume_after_crash(run, why="the trainer service stopped while it was training"):
                 self.store.set_state(run, RunState.FAILED, error=INTERRUPTED)
                 logger.warning("run interrupted by a service restart", extra={"run_id": run.run_id})
 
@@ -91,7 +101,8 @@ class RunManager:
         if proc and proc.returncode is None:
             proc.kill()
             await proc.wait()
-        if run and run.state not in TERMINAL:
+        # A run with a checkpoint stays "running" on disk: the next start resumes it (recover).
+        if run and run.state not in TERMINAL and self._checkpoint_of(run) is None:
             self.store.set_state(run, RunState.FAILED, error=INTERRUPTED)
 
     # -- requests -----------------------------------------------------------------------------
@@ -193,15 +204,36 @@ class RunManager:
         self._cancel_requested.discard(run.run_id)
 
     def _finish_without_result(self, run: Run, *, returncode: int, error: str) -> None:
-        if run.run_id in self._cancel_requested:
+        if run.run_id in self._cancel_requested:  # killed after the grace: its checkpoints are of no use
+            remove_checkpoints(checkpoints_dir(self.settings.data_root, run.run_id))
             self.store.set_state(run, RunState.CANCELLED, error="cancelled by request")
         elif error:
             self.store.set_state(run, RunState.FAILED, error=error)
         elif returncode < 0:
             name = signal.Signals(-returncode).name
-            self.store.set_state(run, RunState.FAILED, error=f"the training process was killed by {name}")
+            if not self._resume_after_crash(run, why=f"the training process was killed by {name}"):
+                self.store.set_state(run, RunState.FAILED, error=f"the training process was killed by {name}")
         else:
             self.store.set_state(run, RunState.FAILED, error=f"the training process exited with code {returncode}")
+
+    def _checkpoint_of(self, run: Run) -> Path | None:
+        return latest_checkpoint(checkpoints_dir(self.settings.data_root, run.run_id))
+
+    def _resume_after_crash(self, run: Run, *, why: str) -> bool:
+        """Queue `run` first again to resume from its newest checkpoint; False when it can't be."""
+        checkpoint = self._checkpoint_of(run)
+        if checkpoint is None or run.resumes >= self.settings.max_auto_resumes:
+            return False
+        run.resumes += 1
+        step = checkpoint_step(checkpoint)
+        self.store.append(run, "log", {"level": "warning", "message": (
+            f"{why}; it resumes from step {step} (automatic resume {run.resumes} of "
+            f"{self.settings.max_auto_resumes})")})
+        self.store.set_state(run, RunState.QUEUED)
+        self._queue.appendleft(run.run_id)
+        self._wake.set()
+        logger.warning("run resumes from a checkpoint", extra={"run_id": run.run_id, "step": step, "why": why})
+        return True
 
     def _kill_if_still(self, run_id: str) -> None:
         if self._current_run and self._current_run.run_id == run_id and self._current.returncode is None:
@@ -225,6 +257,10 @@ class RunManager:
                 "step", "max_steps", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s")})
         elif kind == "eval":
             self.store.append(run, "eval", {k: event.get(k) for k in ("step", "epoch", "eval_loss")})
+        elif kind == "resumed":
+            run.resumed_from_step = int(event.get("step") or 0)
+            self.store.save(run)
+            self.store.append(run, "log", {"level": "info", "message": f"resumed from step {run.resumed_from_step}"})
         elif kind == "exported":
             run.adapter_name, run.adapter_path = event["name"], event["path"]
             self.store.save(run)
@@ -251,7 +287,9 @@ class RunManager:
             "base_model_path": str(local.resolve()) if (local / "config.json").is_file() else None,
             "adapter_name": request.adapter_name or None,
             "lora": dict(request.lora),
-            "training": {**request.training, "merge_full_model": request.merge_full_model},
+            "training": {"checkpoint_steps": self.settings.checkpoint_steps,
+                         "checkpoint_keep": self.settings.checkpoint_keep,
+                         **request.training, "merge_full_model": request.merge_full_model},
             "device": dict(request.device),
         }
 

@@ -5,6 +5,7 @@ Layout, per run:
     <data_root>/runs/<run_id>/config.json   what the child process trains (RunConfig as JSON)
     <data_root>/runs/<run_id>/events.jsonl  numbered events, append-only (synthtune.eventlog)
     <data_root>/runs/<run_id>/child.log     the child process's stderr (library logs, tracebacks)
+    <data_root>/runs/<run_id>/checkpoints/  training checkpoints (trainer_svc.checkpoints)
 
 States follow OpenAI's fine-tuning jobs:
 validating -> queued -> running -> succeeded | failed | cancelled.
@@ -64,6 +65,8 @@ class Run:
     adapter_name: str = ""
     adapter_path: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    resumes: int = 0  # automatic resumes from a checkpoint so far
+    resumed_from_step: int = 0  # the step the latest resume went on from (0: never resumed)
     pid: int = 0  # of the child process while it runs
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)

@@ -23,6 +23,7 @@ Events, passed to `on_event` as JSON-ready dicts, each with "type" and "time" (u
      "tokens_per_s", "eta_s", "num_tokens", "mean_token_accuracy", "elapsed_s"}   (every optimizer step)
     {"type": "eval", "step", "max_steps", "epoch", "eval_loss", "eval_mean_token_accuracy", "runtime_s"}
                                                                                     (every epoch, with eval rows)
+    {"type": "resumed", "step", "checkpoint"}          (training goes on from a checkpoint of this run)
     {"type": "cancelled", "step", "max_steps", "epoch"}
     {"type": "exported", "name", "path" (relative to the data root), "weights_sha256", "manifest"}
     {"type": "finished", "status": "succeeded"|"cancelled", "metrics": {...}}
@@ -45,8 +46,14 @@ Cancel: `should_stop()` is polled after every micro-batch and optimizer step; on
 returns true training stops within that step, the per-epoch eval is skipped, and
 NOTHING is exported: a partial adapter is discarded, never published to adapters/,
 because the proxy would serve it as if it were a finished model, and its manifest
-would claim metrics of a run that did not end. The trainer's scratch folder
-(runs/<run_id>/scratch) is removed in every case.
+would claim metrics of a run that did not end.
+
+Checkpoints (trainer_svc.checkpoints): every `checkpoint_steps` optimizer steps and at
+the end of every epoch (but the last), the newest `checkpoint_keep` kept, in
+runs/<run_id>/checkpoints. When that folder holds a complete checkpoint, `main` resumes
+from it (optimizer, scheduler, RNG states and the data position restored) and emits
+"resumed". A cancelled run deletes its checkpoints, a succeeded one too unless
+`keep_checkpoints`; a run that raises keeps them, so it can be resumed.
 """
 
 from __future__ import annotations
@@ -56,7 +63,6 @@ import copy
 import json
 import logging
 import math
-import shutil
 import signal
 import sys
 import threading
@@ -68,6 +74,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from synthtune.errors import SynthtuneError
+from trainer_svc.checkpoints import checkpoint_step, checkpoints_dir, latest_checkpoint, remove_checkpoints
 from trainer_svc.dataset_prep import DataReport, PreparedData, load_tokenizer, prepare_data
 from trainer_svc.export import ExportResult, Lineage, export_adapter
 from trainer_svc.hyperparams import ResolvedConfig, RunConfig, resolve
@@ -162,14 +169,14 @@ def main(
         })
         for warning in plan.report.warnings:
             emit.log(warning, level="warning")
-        scratch = resolved.data_root / "runs" / resolved.run.run_id / "scratch"
-        try:
-            return _train_and_export(plan, tokenizer, prepared, scratch, emit, stop)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        folder = checkpoints_dir(resolved.data_root, resolved.run.run_id)
+        result = _train_and_export(plan, tokenizer, prepared, folder, emit, stop)
+        if result.status == "cancelled" or not resolved.training.keep_checkpoints:
+            remove_checkpoints(folder)
+        return result
 
 
-def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, scratch: Path,
+def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, checkpoints: Path,
                       emit: _Emitter, stop: Callable[[], bool]) -> TrainResult:
     resolved = plan.resolved
     device = resolved.device
@@ -184,7 +191,7 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, scr
     _seed_everything(resolved.training.seed)
     model = _load_model(resolved)
     callback = progress_callback(emit, stop)
-    trainer = _build_trainer(plan, model, tokenizer, prepared, scratch, callback)
+    trainer = _build_trainer(plan, model, tokenizer, prepared, checkpoints, callback)
     wrapped = assert_wrapped(trainer.model, plan.targets)
     trainable, total = _parameter_counts(trainer.model)
     emit({
@@ -201,7 +208,12 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, scr
         "trainable_params": trainable,
         "total_params": total,
     })
-    output = trainer.train()
+    resume_from = latest_checkpoint(checkpoints)
+    if resume_from is not None:
+        step = checkpoint_step(resume_from)
+        emit({"type": "resumed", "step": step, "checkpoint": resume_from.name})
+        emit.log(f"resuming from step {step} ({resume_from.name})")
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     state = trainer.state
     metrics = callback.summary()
     metrics.update({
@@ -302,14 +314,17 @@ def build_sft_config(resolved: ResolvedConfig, output_dir: Path, *, prompt_forma
         eval_strategy="epoch" if has_eval else "no",
         logging_strategy="steps",
         logging_steps=1,
-        save_strategy="no",
+        # Every N steps here; ProgressCallback adds one at each epoch's end.
+        save_strategy="steps" if training.checkpoint_steps else "no",
+        save_steps=training.checkpoint_steps or None,
+        save_total_limit=training.checkpoint_keep,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
 
 
-def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: PreparedData, scratch: Path,
+def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: PreparedData, output_dir: Path,
                    callback: ProgressCallback) -> Any:
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
@@ -328,7 +343,7 @@ def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: Prepared
         task_type="CAUSAL_LM",
     )
     has_eval = bool(prepared.eval)
-    args = build_sft_config(resolved, scratch, prompt_format=plan.report.prompt_format, has_eval=has_eval)
+    args = build_sft_config(resolved, output_dir, prompt_format=plan.report.prompt_format, has_eval=has_eval)
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -419,6 +434,8 @@ class ProgressCallback:
     def on_epoch_end(self, args, state, control, **kwargs):
         if self.cancelled:  # DefaultFlowCallback asked for the per-epoch eval; a cancelled run skips it
             control.should_evaluate = False
+        elif state.global_step < state.max_steps:  # a checkpoint per epoch; the last is the export
+            control.should_save = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
