@@ -146,6 +146,22 @@ class RunManager:
             self.store.append(run, "log", {"level": "info", "message": "cancel requested; stopping after this step"})
         return run
 
+    async def resume(self, run_id: str) -> Run:
+        """Queue a failed run again (by request): from its newest checkpoint, or from the start."""
+        if self._closing:
+            raise Unavailable("the trainer is shutting down; try again shortly.")
+        run = self.store.get(run_id)
+        if run.state != RunState.FAILED:
+            raise FailedPrecondition(f"run {run_id} is {run.state}; only a failed run can be resumed.",
+                                     field="run_id")
+        checkpoint = self._checkpoint_of(run)
+        where = f"from step {checkpoint_step(checkpoint)}" if checkpoint else "from the start (it has no checkpoint)"
+        self.store.append(run, "log", {"level": "info", "message": f"resume requested: it goes on {where}"})
+        self.store.set_state(run, RunState.QUEUED)
+        self._queue.append(run.run_id)
+        self._wake.set()
+        return run
+
     def get(self, run_id: str) -> Run:
         return self.store.get(run_id)
 

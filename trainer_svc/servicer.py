@@ -79,6 +79,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     async def CancelRun(self, request: pb.CancelRunRequest, context) -> pb.CancelRunResponse:
         return pb.CancelRunResponse(run=self._run(await self._manager.cancel(request.run_id)))
 
+    async def ResumeRun(self, request: pb.ResumeRunRequest, context) -> pb.ResumeRunResponse:
+        return pb.ResumeRunResponse(run=self._run(await self._manager.resume(request.run_id)))
+
     def _run(self, run: Run) -> pb.Run:
         return run_to_proto(run, queue_position=self._manager.queue_position(run))
 
@@ -115,6 +118,7 @@ def run_to_proto(run: Run, *, queue_position: int = 0) -> pb.Run:
         created_at=_timestamp(run.created_at), updated_at=_timestamp(run.updated_at),
         queue_position=queue_position, metrics_json=json.dumps(run.metrics),
         train_rows=run.train_rows, eval_rows=run.eval_rows, truncated_rows=run.truncated_rows,
+        resumed_from_step=run.resumed_from_step, resumes=run.resumes,
     )
 
 

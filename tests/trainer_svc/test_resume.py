@@ -154,3 +154,28 @@ def test_a_run_resumes_when_its_trainer_service_comes_back(data_root, tiny_model
     messages = _messages(data_root, run.run_id)
     assert any("trainer service stopped while it was training; it resumes from step" in m for m in messages)
     assert any(m.startswith("resumed from step ") for m in messages), messages
+
+
+def test_a_failed_run_is_resumed_by_hand_and_only_a_failed_one(data_root, tiny_models, tmp_path):
+    import grpc
+
+    env = {**_env(data_root, tiny_models), "SYNTHTUNE_TRAINER_MAX_AUTO_RESUMES": "0"}
+    with running_service("trainer_svc", listen_var="SYNTHTUNE_TRAINER_LISTEN", env=env,
+                         log_path=tmp_path / "trainer.log") as trainer:
+        stub = pb_grpc.TrainerServiceStub(open_channel(trainer.address, token=TEST_GRPC_TOKEN))
+        run = _start(stub, data_root)
+        _wait_for_checkpoint(data_root, run.run_id)
+        os.kill(json.loads((data_root / "runs" / run.run_id / "run.json").read_text())["pid"], signal.SIGKILL)
+        failed = _wait_until_done(stub, run.run_id)
+        assert failed.state == pb.RUN_STATE_FAILED and "SIGKILL" in failed.error  # no automatic resume left
+        assert latest_checkpoint(checkpoints_dir(data_root, run.run_id)) is not None  # kept for a resume
+
+        resumed = stub.ResumeRun(pb.ResumeRunRequest(run_id=run.run_id), timeout=10).run
+        assert resumed.state == pb.RUN_STATE_QUEUED and resumed.error == ""
+        done = _wait_until_done(stub, run.run_id)
+        assert done.state == pb.RUN_STATE_SUCCEEDED and done.step == 120 and done.resumed_from_step >= 10
+        with pytest.raises(grpc.RpcError) as again:
+            stub.ResumeRun(pb.ResumeRunRequest(run_id=run.run_id), timeout=10)
+        assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "only a failed run" in again.value.details()
+    assert any(m.startswith("resume requested: it goes on from step ") for m in _messages(data_root, run.run_id))

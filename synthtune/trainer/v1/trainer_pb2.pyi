@@ -121,6 +121,18 @@ class CancelRunResponse(_message.Message):
     run: Run
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
+class ResumeRunRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class ResumeRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+
 class DatasetReport(_message.Message):
     __slots__ = ("path", "sha256", "rows", "format", "size_bytes")
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -136,7 +148,7 @@ class DatasetReport(_message.Message):
     def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., rows: _Optional[int] = ..., format: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "state", "base_model", "datasets", "config_json", "error", "step", "max_steps", "epoch", "adapter_path", "prompt_format", "created_at", "updated_at", "queue_position", "metrics_json", "train_rows", "eval_rows", "truncated_rows")
+    __slots__ = ("run_id", "state", "base_model", "datasets", "config_json", "error", "step", "max_steps", "epoch", "adapter_path", "prompt_format", "created_at", "updated_at", "queue_position", "metrics_json", "train_rows", "eval_rows", "truncated_rows", "resumed_from_step", "resumes")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +167,8 @@ class Run(_message.Message):
     TRAIN_ROWS_FIELD_NUMBER: _ClassVar[int]
     EVAL_ROWS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FROM_STEP_FIELD_NUMBER: _ClassVar[int]
+    RESUMES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: RunState
     base_model: str
@@ -173,7 +187,9 @@ class Run(_message.Message):
     train_rows: int
     eval_rows: int
     truncated_rows: int
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., base_model: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetReport, _Mapping]]] = ..., config_json: _Optional[str] = ..., error: _Optional[str] = ..., step: _Optional[int] = ..., max_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., adapter_path: _Optional[str] = ..., prompt_format: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue_position: _Optional[int] = ..., metrics_json: _Optional[str] = ..., train_rows: _Optional[int] = ..., eval_rows: _Optional[int] = ..., truncated_rows: _Optional[int] = ...) -> None: ...
+    resumed_from_step: int
+    resumes: int
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., base_model: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetReport, _Mapping]]] = ..., config_json: _Optional[str] = ..., error: _Optional[str] = ..., step: _Optional[int] = ..., max_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., adapter_path: _Optional[str] = ..., prompt_format: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue_position: _Optional[int] = ..., metrics_json: _Optional[str] = ..., train_rows: _Optional[int] = ..., eval_rows: _Optional[int] = ..., truncated_rows: _Optional[int] = ..., resumed_from_step: _Optional[int] = ..., resumes: _Optional[int] = ...) -> None: ...
 
 class StateChanged(_message.Message):
     __slots__ = ("state", "error")

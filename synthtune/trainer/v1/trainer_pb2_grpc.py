@@ -59,6 +59,11 @@ class TrainerServiceStub:
                 request_serializer=synthtune_dot_trainer_dot_v1_dot_trainer__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=synthtune_dot_trainer_dot_v1_dot_trainer__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.ResumeRun = channel.unary_unary(
+                '/synthtune.trainer.v1.TrainerService/ResumeRun',
+                request_serializer=synthtune_dot_trainer_dot_v1_dot_trainer__pb2.ResumeRunRequest.SerializeToString,
+                response_deserializer=synthtune_dot_trainer_dot_v1_dot_trainer__pb2.ResumeRunResponse.FromString,
+                _registered_method=True)
 
 
 class TrainerServiceServicer:
@@ -99,6 +104,14 @@ class TrainerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeRun(self, request, context):
+        """Queues a failed run again: it goes on from its newest checkpoint, or starts
+        over when it has none. FAILED_PRECONDITION for a run that has not failed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +139,11 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=synthtune_dot_trainer_dot_v1_dot_trainer__pb2.CancelRunRequest.FromString,
                     response_serializer=synthtune_dot_trainer_dot_v1_dot_trainer__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'ResumeRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeRun,
+                    request_deserializer=synthtune_dot_trainer_dot_v1_dot_trainer__pb2.ResumeRunRequest.FromString,
+                    response_serializer=synthtune_dot_trainer_dot_v1_dot_trainer__pb2.ResumeRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +281,33 @@ class TrainerService:
             '/synthtune.trainer.v1.TrainerService/CancelRun',
             synthtune_dot_trainer_dot_v1_dot_trainer__pb2.CancelRunRequest.SerializeToString,
             synthtune_dot_trainer_dot_v1_dot_trainer__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synthtune.trainer.v1.TrainerService/ResumeRun',
+            synthtune_dot_trainer_dot_v1_dot_trainer__pb2.ResumeRunRequest.SerializeToString,
+            synthtune_dot_trainer_dot_v1_dot_trainer__pb2.ResumeRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
