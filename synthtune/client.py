@@ -125,6 +125,9 @@ class Client:
     def cancel_run(self, run_id: str) -> dict:
         return self.request("POST", f"/api/v1/runs/{run_id}/cancel/")
 
+    def resume_run(self, run_id: str) -> dict:
+        return self.request("POST", f"/api/v1/runs/{run_id}/resume/")
+
     def run_events(self, run_id: str, *, after_seq: int = 0, types: list[str] | None = None) -> dict:
         params: dict[str, Any] = {"after_seq": after_seq}
         if types:

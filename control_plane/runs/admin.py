@@ -88,7 +88,7 @@ class RunAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
     )
-    actions = ("cancel_runs",)
+    actions = ("cancel_runs", "resume_runs")
     change_form_template = "admin/runs/run/change_form.html"
 
     @admin.display(description="Progress")
@@ -185,6 +185,19 @@ class RunAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"{run.run_id}: {exc.message}", messages.ERROR)
         if cancelled:
             self.message_user(request, f"Asked the trainer to cancel {cancelled} run(s).", messages.SUCCESS)
+
+
+    @admin.action(description="Resume selected failed runs (from their newest checkpoint)", permissions=["cancel"])
+    def resume_runs(self, request, queryset):
+        resumed = 0
+        for run in queryset:
+            try:
+                services.run_resume(run=run)
+                resumed += 1
+            except SynthtuneError as exc:
+                self.message_user(request, f"{run.run_id}: {exc.message}", messages.ERROR)
+        if resumed:
+            self.message_user(request, f"Asked the trainer to resume {resumed} run(s).", messages.SUCCESS)
 
 
 @admin.register(Adapter)

@@ -246,6 +246,20 @@ class RunCancelApi(ApiView):
         return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
+class RunResumeApi(ApiView):
+    @extend_schema(
+        operation_id="runs_resume",
+        request=None,
+        responses={202: RunOutputSerializer, 400: ERROR, 404: ERROR, 503: ERROR},
+        description="Queue a failed run again: it goes on from its newest checkpoint (the trainer saves "
+        "one every SYNTHTUNE_TRAINER_CHECKPOINT_STEPS steps and at each epoch's end), or starts over "
+        "when it has none. 400 (FAILED_PRECONDITION) for a run that has not failed.",
+    )
+    def post(self, request, run_id: str):
+        run = services.run_resume(run=selectors.run_get(run_id=run_id))
+        return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
 class RunEventsApi(ApiView):
     @extend_schema(
         operation_id="runs_events",

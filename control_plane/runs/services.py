@@ -134,6 +134,23 @@ def run_cancel(*, run: Run) -> Run:
     return run
 
 
+def run_resume(*, run: Run) -> Run:
+    """Ask the trainer to resume a failed run: it goes on from its newest checkpoint, or starts
+    over without one. The run is queued again and the worker follows it from its last event."""
+    if run.state != Run.State.FAILED:
+        raise FailedPrecondition(f"Run {run.run_id} is {run.state}; only a failed run can be resumed.")
+    trainer_client().call("ResumeRun", pb.ResumeRunRequest(run_id=run.run_id))
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        # The events (state_changed queued, then running) follow through the worker; until then
+        # the run must not look finished, or the worker would not follow it again.
+        if run.is_finished:
+            run.state, run.error, run.finished_at = Run.State.QUEUED, "", None
+            run.save(update_fields=["state", "error", "finished_at", "updated_at"])
+    logger.info("run resume requested", extra={"run_id": run.run_id})
+    return run
+
+
 def run_refresh(*, run_id: str) -> Run:
     """Copy what only GetRun carries (resolved config, dataset reports, final metrics, queue
     position) onto the run. Raises the service's errors."""

@@ -1,4 +1,4 @@
-"""synthtune runs start | watch | cancel | list, and synthtune adapters list | show (load and unload
+"""synthtune runs start | watch | cancel | resume | list, and synthtune adapters list | show (load and unload
 are in synthtune.cli.serving)."""
 
 from __future__ import annotations
@@ -81,6 +81,20 @@ def cancel(ctx: Context, run_id: str) -> None:
     with ctx.client() as client:
         run = client.cancel_run(run_id)
     ctx.emit(run, text=f"cancelling run {run_id} ({run['state']})")
+
+
+@runs.command()
+@click.argument("run_id")
+@click.option("--watch/--no-watch", default=False, help="follow the resumed run until it ends")
+@pass_context
+def resume(ctx: Context, run_id: str, watch: bool) -> None:
+    """Resume a failed run from its newest checkpoint (or from the start without one)."""
+    with ctx.client() as client:
+        run = client.resume_run(run_id)
+        if watch:
+            _watch(ctx, client, run_id)
+            return
+    ctx.emit(run, text=f"resuming run {run_id} ({run['state']})")
 
 
 @runs.command("list")

@@ -31,7 +31,7 @@ def synthtune(stack, *args: str, token: str | None = None, url: str | None = Non
 
 
 def test_help_is_useful_on_every_command(stack):
-    for args in (["--help"], ["datasets", "--help"], ["datasets", "generate", "--help"], ["runs", "start", "--help"],
+    for args in (["--help"], ["datasets", "--help"], ["datasets", "generate", "--help"], ["runs", "start", "--help"], ["runs", "resume", "--help"],
                  ["adapters", "--help"], ["adapters", "load", "--help"], ["compare", "--help"],
                  ["compare", "one", "--help"], ["compare", "batch", "--help"]):
         result = synthtune(stack, *args)
@@ -85,6 +85,8 @@ def test_generate_then_train_with_progress_and_exit_codes(stack, vllm_server):
     bad = synthtune(stack, "runs", "start", "--dataset", "faq", "--lr", "-1", "--no-watch")
     assert bad.returncode == 2 and "learning_rate" in bad.stderr
     assert synthtune(stack, "runs", "cancel", "does-not-exist").returncode == 2
+    not_failed = synthtune(stack, "runs", "resume", run["run_id"])  # succeeded: nothing to resume
+    assert not_failed.returncode == 2 and "only a failed run can be resumed" in not_failed.stderr
 
 
 def _trained_adapter(stack, name: str) -> str:

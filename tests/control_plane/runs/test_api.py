@@ -33,6 +33,7 @@ pytestmark = pytest.mark.django_db
         ("post", RUNS),
         ("get", f"{RUNS}r/"),
         ("post", f"{RUNS}r/cancel/"),
+        ("post", f"{RUNS}r/resume/"),
         ("get", f"{RUNS}r/events/"),
         ("get", f"{RUNS}r/events/stream/"),
         ("get", ADAPTERS),
@@ -48,6 +49,7 @@ def test_unknown_runs_and_adapters_are_404(api):
     assert "nope" in assert_error_body(api.get(f"{RUNS}nope/"), 404, "NOT_FOUND")["message"]
     assert_error_body(api.get(f"{RUNS}nope/events/"), 404, "NOT_FOUND")
     assert_error_body(api.post(f"{RUNS}nope/cancel/"), 404, "NOT_FOUND")
+    assert_error_body(api.post(f"{RUNS}nope/resume/"), 404, "NOT_FOUND")
     assert_error_body(api.get(f"{ADAPTERS}nope/"), 404, "NOT_FOUND")
     assert_error_body(api.get(f"{ADAPTERS}nope/manifest/"), 404, "NOT_FOUND")
 
@@ -328,3 +330,40 @@ def test_cancel_mid_run_stops_it_and_exports_nothing(api, trainer, data_root):
     ]
     assert RunEvent.objects.filter(run=run, type="exported").count() == 0
     assert wait_for(lambda: service_state(run_id) == "cancelled", what="the trainer's state")
+
+
+@pytest.mark.parametrize("state", ["queued", "running", "succeeded", "cancelled"])
+def test_only_a_failed_run_can_be_resumed(api, state):
+    run = RunFactory(state=state)  # refused before the trainer is asked (none runs here)
+    error = assert_error_body(api.post(f"{RUNS}{run.run_id}/resume/"), 400, "FAILED_PRECONDITION")
+    assert "only a failed run" in error["message"]
+
+
+def test_resume_with_the_trainer_down_is_503_and_changes_nothing(api):
+    run = RunFactory(state="failed", error="the training process was killed by SIGKILL")
+    assert_error_body(api.post(f"{RUNS}{run.run_id}/resume/"), 503, "UNAVAILABLE")
+    run.refresh_from_db()
+    assert run.state == "failed" and run.error
+
+
+@pytest.mark.slow
+def test_a_killed_run_fails_then_resumes_by_request_and_succeeds(api, trainer, data_root):
+    import os
+    import signal
+
+    make_dataset()
+    hyperparameters = {"epochs": 20, "max_length": 128, "packing": False, "batch_size": 1,
+                       "gradient_accumulation_steps": 1}  # fmt: skip
+    run_id = api.post(RUNS, run_body(hyperparameters=hyperparameters), format="json").json()["run_id"]
+    wait_for_service_step(run_id)
+    # Killed before its first checkpoint (step 50): no automatic resume, the run fails.
+    os.kill(json.loads((data_root / "runs" / run_id / "run.json").read_text())["pid"], signal.SIGKILL)
+    assert follow_to_end(run_id).state == "failed"
+
+    response = api.post(f"{RUNS}{run_id}/resume/")
+    assert response.status_code == 202, response.json()
+    assert response.json()["state"] == "queued" and response.json()["error"] == ""
+    run = follow_to_end(run_id)
+    assert run.state == "succeeded" and run.step == run.max_steps and Adapter.objects.filter(run=run).exists()
+    messages = [e.payload.get("message", "") for e in RunEvent.objects.filter(run=run, type="log")]
+    assert "resume requested: it goes on from the start (it has no checkpoint)" in messages
