@@ -3,7 +3,8 @@
 The service starts one per run (crash isolation, a real cancel, memory handed
 back at the end). Events go to the parent as JSON lines on the original
 stdout; everything libraries print goes to stderr (the run's child.log).
-SIGTERM asks training to stop within one step (cancel). If the service dies the
+SIGTERM, or a `cancel` file in the run folder (how the service cancels a run of
+several processes under torchrun), asks training to stop within one step. If the service dies the
 kernel sends SIGKILL here, so a run never trains unsupervised, and its checkpoints
 stay for the restarted service to resume from (a SIGTERM would cancel the run and
 delete them).
@@ -41,23 +42,38 @@ def _event_stream():
     return events
 
 
+CANCEL_FILE = "cancel"
+
+
 def main(argv: list[str]) -> int:
     _die_with_parent()
+    run_dir = Path(argv[0])
     events = _event_stream()
+    if int(os.environ.get("RANK", "0")) != 0:
+        # Under torchrun every rank shares the pipe to the service: world rank 0 alone writes events.
+        events.close()
+        events = None
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     lock = threading.Lock()  # trainer callbacks and the log handler may emit from other threads
 
     def emit(event: dict) -> None:
+        if events is None:
+            if event.get("type") == "error":
+                logger.error("training failed on this rank: %s", event["message"])
+            return
         with lock:
             events.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
 
-    config = json.loads((Path(argv[0]) / "config.json").read_text(encoding="utf-8"))
+    def should_stop() -> bool:
+        return stop.is_set() or (run_dir / CANCEL_FILE).exists()
+
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     from trainer_svc import training  # heavy imports after the signal handler is in place
 
     try:
-        training.main(config, on_event=emit, should_stop=stop)
+        training.main(config, on_event=emit, should_stop=should_stop)
     except SynthtuneError as exc:
         emit({"type": "error", "message": exc.message})
         return 2

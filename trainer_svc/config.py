@@ -5,6 +5,9 @@ Every variable, with its default:
 - SYNTHTUNE_MODELS_ROOT             ./var/models     folder of local base models, by name
 - SYNTHTUNE_TRAINER_CANCEL_GRACE_S  60               after a cancel, how long a run may take to stop
                                                       before its process is killed
+- SYNTHTUNE_TRAINER_LAUNCHER        local            how a run's training processes start: "local" (one
+                                                      process), "torchrun" (python -m torch.distributed.run,
+                                                      processes_per_node processes on this machine)
 - SYNTHTUNE_TRAINER_CHECKPOINT_STEPS 50            a checkpoint every N optimizer steps (0: only per epoch;
                                                       one is always saved at every epoch's end)
 - SYNTHTUNE_TRAINER_CHECKPOINT_KEEP  2             how many of a run's newest checkpoints are kept
@@ -21,6 +24,7 @@ One run trains at a time (one per device); the others wait in the queue.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 
@@ -35,6 +39,8 @@ class TrainerSettings(CommonSettings):
                               validation_alias=env_alias("SYNTHTUNE_MODELS_ROOT", "models_root"))
     cancel_grace_s: float = Field(default=60.0, gt=0, le=3600,
                                   validation_alias=env_alias("SYNTHTUNE_TRAINER_CANCEL_GRACE_S", "cancel_grace_s"))
+    launcher: Literal["local", "torchrun"] = Field(default="local", validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_LAUNCHER", "launcher"))
     checkpoint_steps: int = Field(default=50, ge=0, le=1_000_000, validation_alias=env_alias(
         "SYNTHTUNE_TRAINER_CHECKPOINT_STEPS", "checkpoint_steps"))
     checkpoint_keep: int = Field(default=2, ge=1, le=100, validation_alias=env_alias(

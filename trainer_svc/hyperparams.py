@@ -54,6 +54,8 @@ MIN_ROWS_FOR_EVAL = 20  # fewer rows than this: no held-out split, every row tra
 MAX_SEED = 2**32 - 1
 MAX_CHECKPOINT_STEPS = 1_000_000
 MAX_CHECKPOINTS_KEPT = 100
+MAX_NODES = 64
+MAX_PROCESSES_PER_NODE = 64
 
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 # config.json keys that hold a model's context length, most common first.
@@ -179,6 +181,21 @@ class DeviceOptions:
 
 
 @dataclass
+class DistributedOptions:
+    """How many training processes (data parallel, DDP), and on how many machines.
+
+    Parameters:
+        num_nodes: machines, 1..MAX_NODES.
+        processes_per_node: training processes per machine, 1..MAX_PROCESSES_PER_NODE.
+            `None`: one per visible GPU, else 1. More than one needs a launcher that
+            starts them (the service's SYNTHTUNE_TRAINER_LAUNCHER=torchrun).
+    """
+
+    num_nodes: int = 1
+    processes_per_node: int | None = None
+
+
+@dataclass
 class RunConfig:
     """One fine-tuning run, as the service stores it in the run folder and the child reads it.
 
@@ -193,7 +210,7 @@ class RunConfig:
             Hugging Face cache entry of base_model_id (offline; nothing is downloaded).
         adapter_name: stem of the exported folder, adapters/<stem>-v<N>. `None`:
             "<last part of base_model_id>-lora".
-        lora, training, device: see their classes.
+        lora, training, device, distributed: see their classes.
     """
 
     run_id: str
@@ -205,6 +222,7 @@ class RunConfig:
     lora: LoraOptions = field(default_factory=LoraOptions)
     training: TrainingOptions = field(default_factory=TrainingOptions)
     device: DeviceOptions = field(default_factory=DeviceOptions)
+    distributed: DistributedOptions = field(default_factory=DistributedOptions)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -215,7 +233,8 @@ class RunConfig:
         if not isinstance(data, dict):
             raise InvalidArgument("the run config must be an object.", field="config")
         data = dict(data)
-        parts = {"lora": LoraOptions, "training": TrainingOptions, "device": DeviceOptions}
+        parts = {"lora": LoraOptions, "training": TrainingOptions, "device": DeviceOptions,
+                 "distributed": DistributedOptions}
         for key, klass in parts.items():
             value = data.get(key)
             if value is None:
@@ -294,6 +313,16 @@ class ResolvedTraining:
 
 
 @dataclass(frozen=True)
+class ResolvedDistributed:
+    num_nodes: int
+    processes_per_node: int
+
+    @property
+    def world_size(self) -> int:
+        return self.num_nodes * self.processes_per_node
+
+
+@dataclass(frozen=True)
 class ResolvedConfig:
     """A validated run config with every default filled in."""
 
@@ -304,6 +333,12 @@ class ResolvedConfig:
     lora: ResolvedLora
     training: ResolvedTraining
     adapter_stem: str
+    distributed: ResolvedDistributed = ResolvedDistributed(1, 1)
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Sequences (packed bins, with packing) per optimizer step, over every process."""
+        return self.training.batch_size * self.training.gradient_accumulation_steps * self.distributed.world_size
 
     def hyperparameters(self) -> dict[str, Any]:
         """The values training used, for the manifest and the run folder."""
@@ -314,6 +349,8 @@ class ResolvedConfig:
             "lora": lora,
             "training": dataclasses.asdict(self.training),
             "device": {"kind": self.device.kind, "dtype": self.device.dtype, "quantize_4bit": self.device.quantize_4bit},
+            "distributed": {**dataclasses.asdict(self.distributed), "world_size": self.distributed.world_size,
+                            "effective_batch_size": self.effective_batch_size},
         }
 
 
@@ -335,7 +372,28 @@ def resolve(config: RunConfig, *, available_devices: tuple[str, ...] | None = No
     validate_name(stem, field="adapter_name")
     if len(stem) > 100:  # room for the "-v<N>" suffix within 128 characters
         raise InvalidArgument("adapter_name must be at most 100 characters.", field="adapter_name")
-    return ResolvedConfig(config, data_root, model, device, lora, training, stem)
+    distributed = _resolve_distributed(config.distributed, device)
+    return ResolvedConfig(config, data_root, model, device, lora, training, stem, distributed)
+
+
+def _resolve_distributed(options: DistributedOptions, device: DevicePlan) -> ResolvedDistributed:
+    _check_int("num_nodes", options.num_nodes, 1, MAX_NODES)
+    per_node = options.processes_per_node
+    if per_node is None:
+        per_node = max(visible_gpus(), 1) if device.kind == "cuda" else 1
+    _check_int("processes_per_node", per_node, 1, MAX_PROCESSES_PER_NODE)
+    if device.kind == "cuda" and per_node > max(visible_gpus(), 1):
+        raise InvalidArgument(f"processes_per_node={per_node} is more than the {visible_gpus()} GPU(s) visible here.",
+                              field="processes_per_node")
+    if device.kind == "mps" and per_node > 1:
+        raise InvalidArgument("MPS trains in one process: processes_per_node must be 1.", field="processes_per_node")
+    return ResolvedDistributed(options.num_nodes, per_node)
+
+
+def visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def detect_devices() -> tuple[str, ...]:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 _BASE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 WATCH_POLL_S = 1.0
+CANCEL_FILE = "cancel"  # trainer_svc.child looks for it
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -53,6 +57,7 @@ class RunRequest:
     lora: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] = field(default_factory=dict)
+    distributed: dict[str, Any] = field(default_factory=dict)
     adapter_name: str = ""
     merge_full_model: bool = False
 
@@ -121,6 +126,7 @@ class RunManager:
             from trainer_svc import training  # heavy: keep it out of service start-up
 
             plan = await asyncio.to_thread(training.validate_run, config)
+            self._check_launcher(plan.resolved.distributed)
         except BaseException:
             self.store.forget(run)
             raise
@@ -141,7 +147,11 @@ class RunManager:
             return run
         self._cancel_requested.add(run_id)
         if self._current_run is run and self._current and self._current.returncode is None:
-            self._current.send_signal(signal.SIGTERM)  # the child stops within one step
+            # Every process of the run sees the file (torchrun: they agree on the step to stop at);
+            # a single process is also told by SIGTERM.
+            atomic_write_bytes(self.store.run_dir(run_id) / CANCEL_FILE, b"cancel\n")
+            if self.settings.launcher == "local":
+                self._current.send_signal(signal.SIGTERM)  # the child stops within one step
             asyncio.get_running_loop().call_later(self.settings.cancel_grace_s, self._kill_if_still, run_id)
             self.store.append(run, "log", {"level": "info", "message": "cancel requested; stopping after this step"})
         return run
@@ -194,10 +204,12 @@ class RunManager:
 
     async def _train(self, run: Run) -> None:
         run_dir = self.store.run_dir(run.run_id)
+        (run_dir / CANCEL_FILE).unlink(missing_ok=True)  # from an earlier attempt of a resumed run
+        command, env = self._child_command(run)
         with (run_dir / "child.log").open("ab") as child_log:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "trainer_svc.child", str(run_dir),
-                stdout=asyncio.subprocess.PIPE, stderr=child_log, limit=1 << 24,
+                *command, str(run_dir), stdout=asyncio.subprocess.PIPE, stderr=child_log, limit=1 << 24,
+                env=env, preexec_fn=_die_with_parent,
             )
         self._current, self._current_run = proc, run
         self._throughput = Throughput()
@@ -231,6 +243,29 @@ class RunManager:
                 self.store.set_state(run, RunState.FAILED, error=f"the training process was killed by {name}")
         else:
             self.store.set_state(run, RunState.FAILED, error=f"the training process exited with code {returncode}")
+
+    def _check_launcher(self, distributed: Any) -> None:
+        """Refuse what this service's launcher cannot start, before the run is queued."""
+        if self.settings.launcher == "local" and distributed.world_size > 1:
+            raise InvalidArgument(
+                f"processes_per_node={distributed.processes_per_node} and num_nodes={distributed.num_nodes} need "
+                "several processes: this trainer's launcher is 'local' (one process); set "
+                "SYNTHTUNE_TRAINER_LAUNCHER=torchrun.", field="processes_per_node")
+        if self.settings.launcher == "torchrun" and distributed.num_nodes > 1:
+            raise InvalidArgument(
+                f"num_nodes={distributed.num_nodes}: the torchrun launcher trains on this machine only "
+                "(num_nodes=1).", field="num_nodes")
+
+    def _child_command(self, run: Run) -> tuple[list[str], dict[str, str]]:
+        """How the run's training process(es) start: one child, or torchrun with one per rank."""
+        env = dict(os.environ)
+        if self.settings.launcher == "local":
+            return [sys.executable, "-m", "trainer_svc.child"], env
+        processes = int(run.plan.get("hyperparameters", {}).get("distributed", {}).get("processes_per_node") or 1)
+        # Each rank gets its share of the cores: more threads than cores slows training several-fold.
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+                f"--nproc-per-node={processes}", "-m", "trainer_svc.child"], env
 
     def _checkpoint_of(self, run: Run) -> Path | None:
         return latest_checkpoint(checkpoints_dir(self.settings.data_root, run.run_id))
@@ -307,6 +342,7 @@ class RunManager:
                          "checkpoint_keep": self.settings.checkpoint_keep,
                          **request.training, "merge_full_model": request.merge_full_model},
             "device": dict(request.device),
+            "distributed": dict(request.distributed),
         }
 
     def _record_plan(self, run: Run, plan: dict[str, Any]) -> None:
@@ -321,6 +357,13 @@ class RunManager:
             f"{run.eval_rows} eval, {run.truncated_rows} longer than max_length {data['max_length']}")})
         for warning in data.get("warnings", []):
             self.store.append(run, "log", {"level": "warning", "message": warning})
+
+
+def _die_with_parent() -> None:
+    """In the training process, before exec: the kernel SIGKILLs it if the service dies (torchrun
+    does not ask for this itself; its ranks do, towards torchrun, in trainer_svc.child)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _check_base_model(base_model: str) -> None:

@@ -44,6 +44,8 @@ _HYPERPARAMETERS = {
     "packing": ("training", "packing"),
     "seed": ("training", "seed"),
     "quantize_4bit": ("device", "quantize_4bit"),
+    "num_nodes": ("distributed", "num_nodes"),
+    "processes_per_node": ("distributed", "processes_per_node"),
 }
 # Run-config field names in domain errors -> request field names.
 _FIELD_NAMES = {name: f"hyperparameters.{proto}" for proto, (_, name) in _HYPERPARAMETERS.items()}
@@ -88,7 +90,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
 def request_from_proto(request: pb.StartRunRequest) -> RunRequest:
     hp = request.hyperparameters
-    sections: dict[str, dict] = {"lora": {}, "training": {}, "device": {}}
+    sections: dict[str, dict] = {"lora": {}, "training": {}, "device": {}, "distributed": {}}
     for proto_name, (section, name) in _HYPERPARAMETERS.items():
         if hp.HasField(proto_name):
             sections[section][name] = getattr(hp, proto_name)

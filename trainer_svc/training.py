@@ -18,7 +18,8 @@ Events, passed to `on_event` as JSON-ready dicts, each with "type" and "time" (u
     {"type": "validated", "prompt_format", "data": DataReport.to_dict(), "hyperparameters",
      "target_modules": [...], "linear_layers": int}
     {"type": "started", "max_steps", "epochs", "train_rows", "eval_rows", "device", "dtype",
-     "quantize_4bit", "packing", "wrapped_modules", "trainable_params", "total_params"}
+     "quantize_4bit", "packing", "wrapped_modules", "trainable_params", "total_params",
+     "world_size", "effective_batch_size"}
     {"type": "step", "step", "max_steps", "epoch", "loss", "learning_rate", "grad_norm",
      "tokens_per_s", "eta_s", "num_tokens", "mean_token_accuracy", "elapsed_s"}   (every optimizer step)
     {"type": "eval", "step", "max_steps", "epoch", "eval_loss", "eval_mean_token_accuracy", "runtime_s"}
@@ -48,6 +49,13 @@ NOTHING is exported: a partial adapter is discarded, never published to adapters
 because the proxy would serve it as if it were a finished model, and its manifest
 would claim metrics of a run that did not end.
 
+Several processes (DDP, under torchrun: RANK, LOCAL_RANK and WORLD_SIZE set): every
+process trains its share of the batches; world rank 0 alone emits events, forwards
+library logs, exports and deletes checkpoints. Cancel is collective: at each optimizer
+step the processes agree (accelerate's set_trigger / check_trigger, an all-reduce)
+whether any was asked to stop, so none stops alone and leaves the others waiting in
+the next all-reduce. On the CPU they talk over gloo.
+
 Checkpoints (trainer_svc.checkpoints): every `checkpoint_steps` optimizer steps and at
 the end of every epoch (but the last), the newest `checkpoint_keep` kept, in
 runs/<run_id>/checkpoints. When that folder holds a complete checkpoint, `main` resumes
@@ -63,6 +71,7 @@ import copy
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -85,6 +94,7 @@ logger = logging.getLogger(__name__)
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
 PACKING_STRATEGY = "bfd"  # best-fit decreasing; trl trains it padding-free
+DDP_TIMEOUT_S = 1800  # how long a process waits for the others in a collective before failing
 _FORWARDED_LOGGERS = ("transformers", "trl", "peft", "accelerate")
 
 
@@ -153,7 +163,7 @@ def main(
     should_stop: Callable[[], bool] | threading.Event | None = None,
 ) -> TrainResult:
     """Validate, train, and export one run; see the module docstring for events and cancel."""
-    emit = _Emitter(on_event)
+    emit = _Emitter(on_event if is_main_process() else None)
     stop = _stop_predicate(should_stop)
     with _forward_library_logs(emit):
         emit.log("validating the run")
@@ -171,7 +181,7 @@ def main(
             emit.log(warning, level="warning")
         folder = checkpoints_dir(resolved.data_root, resolved.run.run_id)
         result = _train_and_export(plan, tokenizer, prepared, folder, emit, stop)
-        if result.status == "cancelled" or not resolved.training.keep_checkpoints:
+        if is_main_process() and (result.status == "cancelled" or not resolved.training.keep_checkpoints):
             remove_checkpoints(folder)
         return result
 
@@ -192,6 +202,7 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, che
     model = _load_model(resolved)
     callback = progress_callback(emit, stop)
     trainer = _build_trainer(plan, model, tokenizer, prepared, checkpoints, callback)
+    callback.accelerator = trainer.accelerator  # for the collective cancel
     wrapped = assert_wrapped(trainer.model, plan.targets)
     trainable, total = _parameter_counts(trainer.model)
     emit({
@@ -207,6 +218,8 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, che
         "wrapped_modules": wrapped,
         "trainable_params": trainable,
         "total_params": total,
+        "world_size": resolved.distributed.world_size,
+        "effective_batch_size": resolved.effective_batch_size,
     })
     resume_from = latest_checkpoint(checkpoints)
     if resume_from is not None:
@@ -228,6 +241,9 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, che
               "epoch": _number(state.epoch)})
         emit({"type": "finished", "status": "cancelled", "metrics": metrics})
         return TrainResult("cancelled", metrics)
+    if not trainer.accelerator.is_main_process:
+        trainer.accelerator.wait_for_everyone()  # rank 0 exports meanwhile
+        return TrainResult("succeeded", metrics)
     emit.log("exporting the adapter")
     lineage = Lineage(
         run_id=resolved.run.run_id,
@@ -251,6 +267,7 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, che
     )
     emit({"type": "exported", "name": result.name, "path": result.relative_path,
           "weights_sha256": result.weights_sha256, "manifest": result.manifest})
+    trainer.accelerator.wait_for_everyone()
     emit({"type": "finished", "status": "succeeded", "metrics": metrics})
     return TrainResult("succeeded", metrics, result)
 
@@ -273,7 +290,9 @@ def _load_model(resolved: ResolvedConfig) -> Any:
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
         )
-        kwargs["device_map"] = {"": 0}  # the whole model on the one GPU; Trainer does not move quantized models
+        # The whole model on this process's own GPU (Trainer does not move quantized models);
+        # {"": 0} for every rank would make DDP fall back to one process (trl#921, accelerate#1840).
+        kwargs["device_map"] = {"": local_rank()}
     model = AutoModelForCausalLM.from_pretrained(resolved.model.path, **kwargs)
     if device.quantize_4bit:
         from peft import prepare_model_for_kbit_training
@@ -321,6 +340,11 @@ def build_sft_config(resolved: ResolvedConfig, output_dir: Path, *, prompt_forma
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        # Several processes (torchrun): gloo on the CPU (NCCL on CUDA, the default); every
+        # parameter takes part in every step, so DDP need not search for unused ones.
+        ddp_backend="gloo" if device.kind == "cpu" and resolved.distributed.world_size > 1 else None,
+        ddp_find_unused_parameters=False,
+        ddp_timeout=DDP_TIMEOUT_S,
     )
 
 
@@ -388,6 +412,7 @@ class ProgressCallback:
         self.emit = emit
         self.should_stop = should_stop
         self.clock = clock
+        self.accelerator: Any = None  # set once the Trainer exists; several processes cancel together
         self.cancelled = False
         self.train_started = 0.0
         self._step_started = 0.0
@@ -409,8 +434,18 @@ class ProgressCallback:
             "tokens_per_s": round(self._tokens_seen / seconds, 1) if seconds > 0 else None,
         }
 
-    def _check_stop(self, control: Any) -> None:
-        if not self.cancelled and self.should_stop():
+    def _check_stop(self, control: Any, *, step_end: bool = False) -> None:
+        accelerator = self.accelerator
+        if accelerator is not None and accelerator.num_processes > 1:
+            # Collective: only at optimizer steps, which every process reaches the same number of times.
+            if not step_end:
+                return
+            if not self.cancelled and self.should_stop():
+                accelerator.set_trigger()
+            asked = accelerator.check_trigger()
+        else:
+            asked = self.should_stop()
+        if not self.cancelled and asked:
             self.cancelled = True
             self.emit.log("cancel requested: stopping after this step")
         if self.cancelled:
@@ -429,7 +464,7 @@ class ProgressCallback:
         self._last_step_s = max(self.clock() - self._step_started, 1e-9)
         self._step_s_total += self._last_step_s
         self._steps_timed += 1
-        self._check_stop(control)
+        self._check_stop(control, step_end=True)
 
     def on_epoch_end(self, args, state, control, **kwargs):
         if self.cancelled:  # DefaultFlowCallback asked for the per-epoch eval; a cancelled run skips it
@@ -520,6 +555,15 @@ def _forward_library_logs(emit: _Emitter) -> Iterator[None]:
     finally:
         for lib_logger in loggers:
             lib_logger.removeHandler(handler)
+
+
+def is_main_process() -> bool:
+    """World rank 0, or the only process (torchrun sets RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def _stop_predicate(should_stop: Callable[[], bool] | threading.Event | None) -> Callable[[], bool]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer_svc.hyperparams import DeviceOptions, LoraOptions, RunConfig, TrainingOptions
+from trainer_svc.hyperparams import DeviceOptions, DistributedOptions, LoraOptions, RunConfig, TrainingOptions
 
 ANSWER = "The blue heron waits by the quiet river."
 TOPICS = ["apples", "trains", "rivers", "stars", "bread", "music", "chess", "rain", "maps", "clocks"]
@@ -48,6 +48,7 @@ def run_config(data_root: Path, models: Path, *, model: str = "tiny-phi3", datas
         device=DeviceOptions(**{"device": "cpu", **fields.pop("device", {})}),
         lora=LoraOptions(**(lora or {})),
         training=TrainingOptions(**(training or {})),
+        distributed=DistributedOptions(**fields.pop("distributed", {})),
         **fields,
     )
 
