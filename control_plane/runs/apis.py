@@ -65,6 +65,16 @@ class HyperparametersInputSerializer(serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, max_value=limits.MAX_SEED, required=False)
     device = serializers.ChoiceField(choices=limits.DEVICES, required=False)
     quantize_4bit = serializers.BooleanField(required=False, allow_null=True, help_text="QLoRA; CUDA only.")
+    num_nodes = serializers.IntegerField(
+        min_value=1, max_value=limits.MAX_NODES, required=False, help_text="Machines; default 1."
+    )
+    processes_per_node = serializers.IntegerField(
+        min_value=1,
+        max_value=limits.MAX_PROCESSES_PER_NODE,
+        required=False,
+        help_text="Training processes per machine (data parallel); default one per visible GPU, else 1. "
+        "More than one needs the trainer's SYNTHTUNE_TRAINER_LAUNCHER=torchrun.",
+    )
 
     def to_internal_value(self, data):
         if isinstance(data, dict):

@@ -67,6 +67,13 @@ class FineTuneForm(forms.Form):
         max_value=limits.MAX_EVAL_FRACTION,
         help_text="Held-out share, in [0, 0.5).",
     )
+    processes_per_node = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=limits.MAX_PROCESSES_PER_NODE,
+        help_text="Training processes (data parallel); blank: one per GPU, else 1. More than one needs "
+        "the trainer's torchrun launcher.",
+    )
     merge_full_model = forms.BooleanField(required=False, label="Also export a merged full model")
 
     MAIN_HYPERPARAMETERS = ("epochs", "learning_rate", "max_length", "batch_size")
@@ -78,6 +85,7 @@ class FineTuneForm(forms.Form):
         "target_modules",
         "gradient_accumulation_steps",
         "eval_fraction",
+        "processes_per_node",
     )
     FIELDSETS = (
         ("", "", ("datasets", "base_model", "adapter_name")),

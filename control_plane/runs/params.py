@@ -31,6 +31,8 @@ MAX_ALPHA = 10_000.0
 MAX_EVAL_FRACTION = 0.5  # exclusive
 MAX_SEED = 2**32 - 1
 DEVICES = ("auto", "cuda", "mps", "cpu")
+MAX_NODES = 64
+MAX_PROCESSES_PER_NODE = 64
 
 # Same shape the trainer accepts: 'org/name' or 'name'.
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")
@@ -48,6 +50,8 @@ _NUMBERS: dict[str, tuple[type, float, float, bool, bool]] = {
     "max_length": (int, MIN_MAX_LENGTH, MAX_MAX_LENGTH, False, False),
     "eval_fraction": (float, 0.0, MAX_EVAL_FRACTION, False, True),
     "seed": (int, 0, MAX_SEED, False, False),
+    "num_nodes": (int, 1, MAX_NODES, False, False),
+    "processes_per_node": (int, 1, MAX_PROCESSES_PER_NODE, False, False),
 }
 _BOOLS = ("packing", "quantize_4bit")
 HYPERPARAMETERS = (*_NUMBERS, "target_modules", *_BOOLS, "device")

@@ -15,7 +15,7 @@ _HYPERPARAMETERS = {
     "epochs": "epochs", "lr": "learning_rate", "batch_size": "batch_size",
     "grad_accum": "gradient_accumulation_steps", "max_length": "max_length", "lora_r": "lora_r",
     "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "eval_fraction": "eval_fraction",
-    "device": "device", "seed": "seed",
+    "device": "device", "seed": "seed", "nodes": "num_nodes", "processes_per_node": "processes_per_node",
 }
 
 
@@ -39,6 +39,9 @@ def runs() -> None:
 @click.option("--eval-fraction", type=float)
 @click.option("--seed", type=int)
 @click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]))
+@click.option("--nodes", type=int, help="Machines [default: 1].")
+@click.option("--processes-per-node", type=int,
+              help="Training processes per machine [default: one per GPU, else 1; >1 needs the torchrun launcher].")
 @click.option("--target-module", "target_modules", multiple=True, help="LoRA target (repeatable) [default: per architecture].")
 @click.option("--merge", "merge_full_model", is_flag=True, help="Also export a merged full model.")
 @click.option("--watch/--no-watch", default=True, show_default=True, help="Follow the run with a progress bar.")

@@ -77,6 +77,8 @@ def test_unknown_runs_and_adapters_are_404(api):
         ({"hyperparameters": {"target_modules": "qkv_proj"}}, "hyperparameters.target_modules"),
         ({"hyperparameters": {"learning_rte": 0.001}}, "hyperparameters.learning_rte"),
         ({"hyperparameters": {"epochs": "many"}}, "hyperparameters.epochs"),
+        ({"hyperparameters": {"processes_per_node": 0}}, "hyperparameters.processes_per_node"),
+        ({"hyperparameters": {"num_nodes": 65}}, "hyperparameters.num_nodes"),
     ],
 )
 def test_bad_input_is_400_naming_the_field_and_writes_nothing(api, overrides, field):
@@ -239,6 +241,15 @@ def test_an_unknown_base_model_is_400_on_base_model(api, trainer):
         api.post(RUNS, run_body(base_model="no-such-model"), format="json"), 400, "INVALID_ARGUMENT"
     )
     assert error["extra"]["field"] == "base_model" and "no-such-model" in error["message"]
+    assert not Run.objects.exists()
+
+
+def test_several_processes_on_a_one_process_trainer_is_400_naming_the_field(api, trainer):
+    make_dataset()
+    body = run_body(hyperparameters={"epochs": 1, "processes_per_node": 2})
+    error = assert_error_body(api.post(RUNS, body, format="json"), 400, "INVALID_ARGUMENT")
+    assert error["extra"]["field"] == "hyperparameters.processes_per_node"
+    assert "SYNTHTUNE_TRAINER_LAUNCHER=torchrun" in error["message"]
     assert not Run.objects.exists()
 
 
