@@ -298,7 +298,8 @@ class RunManager:
         elif kind == "started":
             run.max_steps = int(event.get("max_steps") or 0)
             self.store.append(run, "log", {"level": "info", "message": (
-                f"training {run.max_steps} steps on {event.get('device')} ({event.get('dtype')}), "
+                f"training {run.max_steps} steps on {event.get('device')} ({event.get('dtype')}) in "
+                f"{event.get('world_size', 1)} process(es), effective batch {event.get('effective_batch_size')}, "
                 f"{event.get('train_rows')} train / {event.get('eval_rows')} eval rows, "
                 f"{event.get('wrapped_modules')} LoRA modules, {event.get('trainable_params')} trainable parameters")})
         elif kind == "step":

@@ -151,7 +151,9 @@ def test_every_endpoint_counts_a_pipeline_run_and_request_ids_reach_the_services
     assert {"generation queued", "dataset written"} <= {line["message"] for line in datagen_lines}, datagen_lines
     assert all(line["service"] == "datagen" and line["rpc"] for line in datagen_lines)
     proxy_lines = [line for line in json_lines(stack.log_text("serving-proxy")) if line.get("request_id") == rid_load]
-    assert [line["message"] for line in proxy_lines] == ["adapter load"], proxy_lines
+    # The proxy's own line for the load, then the access line of the RPC that carried it.
+    assert [line["message"] for line in proxy_lines] == ["adapter load", "rpc finished"], proxy_lines
+    assert proxy_lines[-1]["rpc"].endswith("/LoadAdapter") and proxy_lines[-1]["code"] == "OK"
     assert proxy_lines[0]["rpc"] == f"/{PROXY}/LoadAdapter"
 
 

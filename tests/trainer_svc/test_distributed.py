@@ -143,6 +143,8 @@ def test_the_torchrun_launcher_trains_and_cancels_a_run_of_two_processes(data_ro
         assert done.step == done.max_steps == 10 and done.adapter_path  # 40 rows / (2 processes x 2 accumulation)
         plan = json.loads(done.config_json)["hyperparameters"]["distributed"]
         assert (plan["world_size"], plan["effective_batch_size"]) == (2, 4)  # 1 row x 2 accumulation x 2
+        log = (data_root / "runs" / done.run_id / "events.jsonl").read_text()
+        assert "in 2 process(es), effective batch 4" in log  # what the run page shows
 
         long = _start(stub, data_root, epochs=50)
         _wait(stub, long.run_id, lambda r: r.step >= 2)
