@@ -380,10 +380,10 @@ def test_cpu_trainer_uses_the_cpu_image_and_no_gpu():
     assert k8s.env(container)["OMP_NUM_THREADS"]["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"
 
 
-def test_trainer_checkpoint_values_reach_its_settings():
+def test_trainer_checkpoint_and_launcher_values_reach_its_settings():
     container = k8s.pod(manifests_of("external"), "trainer").container("trainer")
     assert [k8s.env_value(container, f"SYNTHTUNE_TRAINER_{name}")
-            for name in ("CHECKPOINT_STEPS", "CHECKPOINT_KEEP", "MAX_AUTO_RESUMES")] == ["50", "2", "3"]
+            for name in ("CHECKPOINT_STEPS", "CHECKPOINT_KEEP", "MAX_AUTO_RESUMES", "LAUNCHER")] == ["50", "2", "3", "local"]
 
 
 # --- NetworkPolicy -------------------------------------------------------------------------------
