@@ -176,28 +176,23 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Cancel selected runs", permissions=["cancel"])
     def cancel_runs(self, request, queryset):
-        cancelled = 0
-        for run in queryset:
-            try:
-                services.run_cancel(run=run)
-                cancelled += 1
-            except SynthtuneError as exc:
-                self.message_user(request, f"{run.run_id}: {exc.message}", messages.ERROR)
-        if cancelled:
-            self.message_user(request, f"Asked the trainer to cancel {cancelled} run(s).", messages.SUCCESS)
-
+        self._ask_trainer(request, queryset, services.run_cancel, "cancel")
 
     @admin.action(description="Resume selected failed runs (from their newest checkpoint)", permissions=["cancel"])
     def resume_runs(self, request, queryset):
-        resumed = 0
+        self._ask_trainer(request, queryset, services.run_resume, "resume")
+
+    def _ask_trainer(self, request, queryset, service, verb: str) -> None:
+        """`service(run=...)` for each selected run; one message per refusal, one for the rest."""
+        asked = 0
         for run in queryset:
             try:
-                services.run_resume(run=run)
-                resumed += 1
+                service(run=run)
+                asked += 1
             except SynthtuneError as exc:
                 self.message_user(request, f"{run.run_id}: {exc.message}", messages.ERROR)
-        if resumed:
-            self.message_user(request, f"Asked the trainer to resume {resumed} run(s).", messages.SUCCESS)
+        if asked:
+            self.message_user(request, f"Asked the trainer to {verb} {asked} run(s).", messages.SUCCESS)
 
 
 @admin.register(Adapter)

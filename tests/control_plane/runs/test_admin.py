@@ -190,6 +190,20 @@ def test_run_page_of_a_running_run_has_its_history_and_a_cancel_button(admin_cli
     assert admin_client.get(reverse("admin:runs_run_cancel", args=[run.pk])).status_code == 403  # POST only
 
 
+def test_the_resume_action_names_what_it_cannot_resume(admin_client, cp_settings):
+    failed = RunFactory(state="failed", error="the training process was killed by SIGKILL")
+    done = RunFactory(state="succeeded")
+    response = admin_client.post(
+        "/admin/runs/run/", {"action": "resume_runs", "_selected_action": [failed.pk, done.pk]}, follow=True
+    )
+    page = response.content.decode()
+    # (the admin capitalises a message's first letter)
+    assert f"{done.run_id.capitalize()}: Run {done.run_id} is succeeded; only a failed run can be resumed." in page
+    assert cp_settings.SYNTHTUNE_TRAINER_ADDR in page  # the failed one: the trainer is down in this test
+    failed.refresh_from_db()
+    assert failed.state == "failed"
+
+
 def test_adapter_list_detail_and_lookup_by_name(admin_client):
     adapter = AdapterFactory(manifest={"run_id": "r1", "metrics": {"train_loss": 0.5}})
     page = admin_client.get("/admin/runs/adapter/").content.decode()
