@@ -37,8 +37,7 @@ pytestmark = pytest.mark.slow
 
 DATASET = REPO / "tests" / "data" / "smollm2-pirate.jsonl"
 # Questions of synthtune.demo_style.QUESTIONS that are not in the training file.
-HELD_OUT = ["Why do birds sing?", "What is a telescope?", "How do I plant a tree?", "What is a good snack?",
-            "How do I make a cake?", "What is a dinosaur?"]
+HELD_OUT = ["Why do birds sing?", "What is a telescope?", "How do I plant a tree?", "What is a dinosaur?"]
 HYPERPARAMETERS = tpb.Hyperparameters(learning_rate=1e-3, epochs=4, max_length=256, eval_fraction=0.0, seed=7,
                                       device="cpu")
 MAX_TOKENS = 96

@@ -3,7 +3,8 @@ adapter an uninterrupted run would have exported.
 
 In-process (trainer_svc.training.main): a crash after a checkpoint keeps it, a second `main`
 on the same config resumes from it, and the two adapters agree. As a service: a child killed
-by SIGKILL, and a service killed mid-run, both resume by themselves and succeed.
+by SIGKILL, and a service killed mid-run, both resume by themselves and succeed; a run that
+has used its automatic resumes fails, and is resumed by hand.
 """
 
 from __future__ import annotations
@@ -119,22 +120,6 @@ def _messages(data_root: Path, run_id: str) -> list[str]:
     return [e["data"].get("message", "") for e in map(json.loads, lines) if e["kind"] == "log"]
 
 
-def test_a_killed_training_process_resumes_by_itself(data_root, tiny_models, tmp_path):
-    with running_service("trainer_svc", listen_var="SYNTHTUNE_TRAINER_LISTEN", env=_env(data_root, tiny_models),
-                         log_path=tmp_path / "trainer.log") as trainer:
-        stub = pb_grpc.TrainerServiceStub(open_channel(trainer.address, token=TEST_GRPC_TOKEN))
-        run = _start(stub, data_root)
-        _wait_for_checkpoint(data_root, run.run_id)
-        os.kill(json.loads((data_root / "runs" / run.run_id / "run.json").read_text())["pid"], signal.SIGKILL)
-        done = _wait_until_done(stub, run.run_id)
-        assert done.state == pb.RUN_STATE_SUCCEEDED, (done.error, trainer.log_text()[-2000:])
-        assert done.step == done.max_steps == 120 and done.adapter_path
-    messages = _messages(data_root, run.run_id)
-    assert any("killed by SIGKILL; it resumes from step" in m for m in messages), messages
-    assert any(m.startswith("resumed from step ") for m in messages), messages
-    assert json.loads((data_root / "runs" / run.run_id / "run.json").read_text())["resumes"] == 1
-
-
 def test_a_run_resumes_when_its_trainer_service_comes_back(data_root, tiny_models, tmp_path):
     env = _env(data_root, tiny_models)
     service = start_service("trainer_svc", listen_var="SYNTHTUNE_TRAINER_LISTEN", env=env, log_path=tmp_path / "a.log")
@@ -156,26 +141,39 @@ def test_a_run_resumes_when_its_trainer_service_comes_back(data_root, tiny_model
     assert any(m.startswith("resumed from step ") for m in messages), messages
 
 
-def test_a_failed_run_is_resumed_by_hand_and_only_a_failed_one(data_root, tiny_models, tmp_path):
+def _kill_child(data_root: Path, run_id: str) -> None:
+    os.kill(json.loads((data_root / "runs" / run_id / "run.json").read_text())["pid"], signal.SIGKILL)
+
+
+def test_a_killed_process_resumes_by_itself_then_by_hand_once_it_has_failed(data_root, tiny_models, tmp_path):
     import grpc
 
-    env = {**_env(data_root, tiny_models), "SYNTHTUNE_TRAINER_MAX_AUTO_RESUMES": "0"}
+    env = {**_env(data_root, tiny_models), "SYNTHTUNE_TRAINER_MAX_AUTO_RESUMES": "1"}
     with running_service("trainer_svc", listen_var="SYNTHTUNE_TRAINER_LISTEN", env=env,
                          log_path=tmp_path / "trainer.log") as trainer:
         stub = pb_grpc.TrainerServiceStub(open_channel(trainer.address, token=TEST_GRPC_TOKEN))
         run = _start(stub, data_root)
         _wait_for_checkpoint(data_root, run.run_id)
-        os.kill(json.loads((data_root / "runs" / run.run_id / "run.json").read_text())["pid"], signal.SIGKILL)
+        _kill_child(data_root, run.run_id)  # 1st death: the one automatic resume
+        deadline = time.monotonic() + 120
+        while stub.GetRun(pb.GetRunRequest(run_id=run.run_id), timeout=10).run.resumed_from_step == 0:
+            assert time.monotonic() < deadline, trainer.log_text()[-2000:]
+            time.sleep(0.1)
+        _kill_child(data_root, run.run_id)  # 2nd death: no automatic resume left, the run fails
         failed = _wait_until_done(stub, run.run_id)
-        assert failed.state == pb.RUN_STATE_FAILED and "SIGKILL" in failed.error  # no automatic resume left
+        assert failed.state == pb.RUN_STATE_FAILED and "SIGKILL" in failed.error and failed.resumes == 1
         assert latest_checkpoint(checkpoints_dir(data_root, run.run_id)) is not None  # kept for a resume
 
-        resumed = stub.ResumeRun(pb.ResumeRunRequest(run_id=run.run_id), timeout=10).run
-        assert resumed.state == pb.RUN_STATE_QUEUED and resumed.error == ""
+        again = stub.ResumeRun(pb.ResumeRunRequest(run_id=run.run_id), timeout=10).run
+        assert again.state == pb.RUN_STATE_QUEUED and again.error == ""
         done = _wait_until_done(stub, run.run_id)
-        assert done.state == pb.RUN_STATE_SUCCEEDED and done.step == 120 and done.resumed_from_step >= 10
-        with pytest.raises(grpc.RpcError) as again:
+        assert done.state == pb.RUN_STATE_SUCCEEDED, (done.error, trainer.log_text()[-2000:])
+        assert done.step == done.max_steps == 120 and done.adapter_path and done.resumed_from_step >= 10
+        with pytest.raises(grpc.RpcError) as not_failed:
             stub.ResumeRun(pb.ResumeRunRequest(run_id=run.run_id), timeout=10)
-        assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "only a failed run" in again.value.details()
-    assert any(m.startswith("resume requested: it goes on from step ") for m in _messages(data_root, run.run_id))
+        assert not_failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "only a failed run" in not_failed.value.details()
+    messages = _messages(data_root, run.run_id)
+    assert any("killed by SIGKILL; it resumes from step" in m and "automatic resume 1 of 1" in m for m in messages)
+    assert any(m.startswith("resumed from step ") for m in messages), messages
+    assert any(m.startswith("resume requested: it goes on from step ") for m in messages), messages
