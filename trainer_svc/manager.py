@@ -5,11 +5,12 @@ order. A run's child process reports JSON events on a pipe; the manager turns
 them into the run's numbered event log and state. If the child raises, the run
 fails with its error, and the service keeps serving.
 
-Resume (trainer_svc.checkpoints): a run whose child was killed (a signal: OOM, a
-node going away), or that was training when the service stopped, goes back to the
-head of the queue and resumes from its newest checkpoint, at most
-`max_auto_resumes` times; without a checkpoint it fails as before (killed, or
-interrupted). Queued runs carry on after a restart.
+Resume (trainer_svc.checkpoints): a run whose child died without an error of its own
+(a signal: OOM, a node going away; or torchrun's exit when one of its ranks did), or
+that was training when the service stopped, goes back to the head of the queue and
+resumes from its newest checkpoint, at most `max_auto_resumes` times; without a
+checkpoint it fails as before (killed, or interrupted). Queued runs carry on after a
+restart.
 """
 
 from __future__ import annotations
@@ -241,8 +242,10 @@ class RunManager:
             name = signal.Signals(-returncode).name
             if not self._resume_after_crash(run, why=f"the training process was killed by {name}"):
                 self.store.set_state(run, RunState.FAILED, error=f"the training process was killed by {name}")
-        else:
-            self.store.set_state(run, RunState.FAILED, error=f"the training process exited with code {returncode}")
+        else:  # no error of its own: it crashed (under torchrun, a rank killed makes torchrun exit 1)
+            why = f"the training process exited with code {returncode}"
+            if not self._resume_after_crash(run, why=why):
+                self.store.set_state(run, RunState.FAILED, error=why)
 
     def _check_launcher(self, distributed: Any) -> None:
         """Refuse what this service's launcher cannot start, before the run is queued."""
