@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """The kernel SIGKILLs this process when its parent dies (the service, or torchrun under it)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: the parent's shutdown still stops us
@@ -46,7 +47,7 @@ CANCEL_FILE = "cancel"
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    die_with_parent()
     run_dir = Path(argv[0])
     events = _event_stream()
     if int(os.environ.get("RANK", "0")) != 0:

@@ -333,7 +333,7 @@ class ResolvedConfig:
     lora: ResolvedLora
     training: ResolvedTraining
     adapter_stem: str
-    distributed: ResolvedDistributed = ResolvedDistributed(1, 1)
+    distributed: ResolvedDistributed
 
     @property
     def effective_batch_size(self) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from synthtune.eventlog import Event, follow
 from synthtune.files import atomic_write_bytes
 from synthtune.paths import validate_name
 from trainer_svc.checkpoints import checkpoint_step, checkpoints_dir, latest_checkpoint, remove_checkpoints
+from trainer_svc.child import CANCEL_FILE, die_with_parent
 from trainer_svc.config import TrainerSettings
 from trainer_svc.export import remove_stale_exports
 from trainer_svc.metrics import Throughput
@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 
 _BASE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 WATCH_POLL_S = 1.0
-CANCEL_FILE = "cancel"  # trainer_svc.child looks for it
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -210,7 +208,7 @@ class RunManager:
         with (run_dir / "child.log").open("ab") as child_log:
             proc = await asyncio.create_subprocess_exec(
                 *command, str(run_dir), stdout=asyncio.subprocess.PIPE, stderr=child_log, limit=1 << 24,
-                env=env, preexec_fn=_die_with_parent,
+                env=env, preexec_fn=die_with_parent,  # torchrun does not ask for it itself
             )
         self._current, self._current_run = proc, run
         self._throughput = Throughput()
@@ -361,13 +359,6 @@ class RunManager:
             f"{run.eval_rows} eval, {run.truncated_rows} longer than max_length {data['max_length']}")})
         for warning in data.get("warnings", []):
             self.store.append(run, "log", {"level": "warning", "message": warning})
-
-
-def _die_with_parent() -> None:
-    """In the training process, before exec: the kernel SIGKILLs it if the service dies (torchrun
-    does not ask for this itself; its ranks do, towards torchrun, in trainer_svc.child)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _check_base_model(base_model: str) -> None:

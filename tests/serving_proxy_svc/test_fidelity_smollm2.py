@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from synthtune.serving.v1 import serving_pb2_grpc
 from synthtune.trainer.v1 import trainer_pb2 as tpb
 from synthtune.trainer.v1 import trainer_pb2_grpc
 from tests.support.procs import REPO, TEST_GRPC_TOKEN, start_service
+from tests.trainer_svc.conftest import wait_for_run
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,6 @@ HYPERPARAMETERS = tpb.Hyperparameters(learning_rate=1e-3, epochs=4, max_length=2
                                       device="cpu")
 MAX_TOKENS = 96
 TRAIN_TIMEOUT_S = 420
-TERMINAL = {tpb.RUN_STATE_SUCCEEDED, tpb.RUN_STATE_FAILED, tpb.RUN_STATE_CANCELLED}
 
 
 @dataclass
@@ -72,10 +71,7 @@ def served(request, smollm2, tmp_path_factory):
             base_model=smollm2.name, datasets=[f"datasets/{DATASET.name}"], hyperparameters=HYPERPARAMETERS,
             adapter_name=f"pirate-{uuid.uuid4().hex[:6]}"), timeout=120).run
         vllm = request.getfixturevalue("smollm2_vllm")  # boots while the trainer's child trains
-        deadline = time.monotonic() + TRAIN_TIMEOUT_S
-        while run.state not in TERMINAL and time.monotonic() < deadline:
-            time.sleep(1)
-            run = trainer_stub.GetRun(tpb.GetRunRequest(run_id=run.run_id), timeout=30).run
+        run = wait_for_run(trainer_stub, run.run_id, timeout_s=TRAIN_TIMEOUT_S)
         assert run.state == tpb.RUN_STATE_SUCCEEDED, (tpb.RunState.Name(run.state), run.error,
                                                       trainer.log_text()[-3000:])
         trainer.stop()
@@ -149,3 +145,8 @@ def test_the_adapter_learned_the_style_and_the_base_has_not(served):
     base = [r.base.text for r in replies]
     assert sum(map(follows_style, adapter)) >= len(HELD_OUT) - 1, adapter
     assert sum(map(follows_style, base)) == 0, base
+    # The converted weights are the real model's (README: Models): it knows its capitals.
+    capital = served.proxy.CompareOne(spb.CompareOneRequest(
+        prompt="What is the capital of France?", adapter_name=served.adapter, target=served.vllm_url,
+        sampling=spb.Sampling(max_tokens=16)), timeout=240)
+    assert "Paris" in capital.base.text, capital.base.text

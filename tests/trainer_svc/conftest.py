@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
+from synthtune.trainer.v1 import trainer_pb2 as pb
 from trainer_svc.hyperparams import DeviceOptions, DistributedOptions, LoraOptions, RunConfig, TrainingOptions
 
 ANSWER = "The blue heron waits by the quiet river."
@@ -32,6 +34,21 @@ def write_dataset(data_root: Path, name: str, rows: list[dict] | str) -> str:
     text = rows if isinstance(rows, str) else "".join(json.dumps(row) + "\n" for row in rows)
     path.write_text(text)
     return f"datasets/{name}.jsonl"
+
+
+TERMINAL_STATES = frozenset({pb.RUN_STATE_SUCCEEDED, pb.RUN_STATE_FAILED, pb.RUN_STATE_CANCELLED})
+
+
+def wait_for_run(stub, run_id: str, predicate=lambda run: run.state in TERMINAL_STATES,
+                 timeout_s: float = 180) -> pb.Run:
+    """Poll the trainer's GetRun until `predicate(run)` (default: the run ended); fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = stub.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10).run
+        if predicate(run):
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} never reached the condition; last state {run.state}")
 
 
 def run_config(data_root: Path, models: Path, *, model: str = "tiny-phi3", datasets: list[str] | None = None,

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -25,11 +24,10 @@ from synthtune.readiness import free_port
 from synthtune.trainer.v1 import trainer_pb2 as pb
 from synthtune.trainer.v1 import trainer_pb2_grpc as pb_grpc
 from tests.support.procs import REPO, TEST_GRPC_TOKEN, running_service
-from tests.trainer_svc.conftest import fixed_answer_rows, run_config, write_dataset
+from tests.trainer_svc.conftest import fixed_answer_rows, run_config, wait_for_run, write_dataset
 from trainer_svc.training import main
 
 pytestmark = pytest.mark.slow
-TERMINAL = {pb.RUN_STATE_SUCCEEDED, pb.RUN_STATE_FAILED, pb.RUN_STATE_CANCELLED}
 # 40 rows, one per micro-step: 20 optimizer steps of 2 rows either way.
 TRAINING = {"epochs": 1, "max_length": 128, "learning_rate": 5e-3, "packing": False, "batch_size": 1,
             "eval_fraction": 0.0, "seed": 5}
@@ -124,21 +122,12 @@ def _start(stub, data_root: Path, **hyperparameters) -> pb.Run:
                          timeout=120).run
 
 
-def _wait(stub, run_id: str, predicate, timeout_s: float = 240) -> pb.Run:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        run = stub.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10).run
-        if predicate(run) or time.monotonic() > deadline:
-            return run
-        time.sleep(0.2)
-
-
 def test_the_torchrun_launcher_trains_and_cancels_a_run_of_two_processes(data_root, tiny_models, tmp_path):
     with running_service("trainer_svc", listen_var="SYNTHTUNE_TRAINER_LISTEN",
                          env=_service_env(data_root, tiny_models, "torchrun"),
                          log_path=tmp_path / "trainer.log") as trainer:
         stub = pb_grpc.TrainerServiceStub(open_channel(trainer.address, token=TEST_GRPC_TOKEN))
-        done = _wait(stub, _start(stub, data_root).run_id, lambda r: r.state in TERMINAL)
+        done = wait_for_run(stub, _start(stub, data_root).run_id, timeout_s=240)
         assert done.state == pb.RUN_STATE_SUCCEEDED, (done.error, trainer.log_text()[-2000:])
         assert done.step == done.max_steps == 10 and done.adapter_path  # 40 rows / (2 processes x 2 accumulation)
         plan = json.loads(done.config_json)["hyperparameters"]["distributed"]
@@ -147,9 +136,9 @@ def test_the_torchrun_launcher_trains_and_cancels_a_run_of_two_processes(data_ro
         assert "in 2 process(es), effective batch 4" in log  # what the run page shows
 
         long = _start(stub, data_root, epochs=50)
-        _wait(stub, long.run_id, lambda r: r.step >= 2)
+        wait_for_run(stub, long.run_id, lambda r: r.step >= 2, timeout_s=240)
         stub.CancelRun(pb.CancelRunRequest(run_id=long.run_id), timeout=10)
-        cancelled = _wait(stub, long.run_id, lambda r: r.state in TERMINAL, timeout_s=60)
+        cancelled = wait_for_run(stub, long.run_id, timeout_s=60)
         assert cancelled.state == pb.RUN_STATE_CANCELLED and not cancelled.adapter_path
         assert cancelled.step < cancelled.max_steps
         # Both ranks stopped at the same step by themselves: nobody hung until the kill after the grace.

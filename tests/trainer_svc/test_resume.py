@@ -21,12 +21,11 @@ from synthtune.grpc_client import open_channel
 from synthtune.trainer.v1 import trainer_pb2 as pb
 from synthtune.trainer.v1 import trainer_pb2_grpc as pb_grpc
 from tests.support.procs import TEST_GRPC_TOKEN, running_service, start_service
-from tests.trainer_svc.conftest import fixed_answer_rows, write_dataset
+from tests.trainer_svc.conftest import fixed_answer_rows, wait_for_run, write_dataset
 from trainer_svc.checkpoints import checkpoints_dir, latest_checkpoint
 from trainer_svc.training import main
 
 pytestmark = pytest.mark.slow
-TERMINAL = {pb.RUN_STATE_SUCCEEDED, pb.RUN_STATE_FAILED, pb.RUN_STATE_CANCELLED}
 # One row per optimizer step, three epochs of 40 rows: 120 steps of a few ms each.
 HYPER = {"epochs": 3, "max_length": 128, "learning_rate": 5e-3, "packing": False, "batch_size": 1,
          "gradient_accumulation_steps": 1, "seed": 11, "eval_fraction": 0.0}
@@ -106,15 +105,6 @@ def _wait_for_checkpoint(data_root: Path, run_id: str, timeout_s: float = 120) -
         time.sleep(0.05)
 
 
-def _wait_until_done(stub, run_id: str, timeout_s: float = 180) -> pb.Run:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        run = stub.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10).run
-        if run.state in TERMINAL or time.monotonic() > deadline:
-            return run
-        time.sleep(0.2)
-
-
 def _messages(data_root: Path, run_id: str) -> list[str]:
     lines = (data_root / "runs" / run_id / "events.jsonl").read_text().splitlines()
     return [e["data"].get("message", "") for e in map(json.loads, lines) if e["kind"] == "log"]
@@ -134,7 +124,7 @@ def test_a_run_resumes_when_its_trainer_service_comes_back(data_root, tiny_model
     with running_service("trainer_svc", listen_var="SYNTHTUNE_TRAINER_LISTEN", env=env,
                          log_path=tmp_path / "b.log") as restarted:
         stub = pb_grpc.TrainerServiceStub(open_channel(restarted.address, token=TEST_GRPC_TOKEN))
-        done = _wait_until_done(stub, run.run_id)
+        done = wait_for_run(stub, run.run_id)
         assert done.state == pb.RUN_STATE_SUCCEEDED, (done.error, restarted.log_text()[-2000:])
     messages = _messages(data_root, run.run_id)
     assert any("trainer service stopped while it was training; it resumes from step" in m for m in messages)
@@ -155,18 +145,15 @@ def test_a_killed_process_resumes_by_itself_then_by_hand_once_it_has_failed(data
         run = _start(stub, data_root)
         _wait_for_checkpoint(data_root, run.run_id)
         _kill_child(data_root, run.run_id)  # 1st death: the one automatic resume
-        deadline = time.monotonic() + 120
-        while stub.GetRun(pb.GetRunRequest(run_id=run.run_id), timeout=10).run.resumed_from_step == 0:
-            assert time.monotonic() < deadline, trainer.log_text()[-2000:]
-            time.sleep(0.1)
+        wait_for_run(stub, run.run_id, lambda r: r.resumed_from_step > 0, timeout_s=120)
         _kill_child(data_root, run.run_id)  # 2nd death: no automatic resume left, the run fails
-        failed = _wait_until_done(stub, run.run_id)
+        failed = wait_for_run(stub, run.run_id)
         assert failed.state == pb.RUN_STATE_FAILED and "SIGKILL" in failed.error and failed.resumes == 1
         assert latest_checkpoint(checkpoints_dir(data_root, run.run_id)) is not None  # kept for a resume
 
         again = stub.ResumeRun(pb.ResumeRunRequest(run_id=run.run_id), timeout=10).run
         assert again.state == pb.RUN_STATE_QUEUED and again.error == ""
-        done = _wait_until_done(stub, run.run_id)
+        done = wait_for_run(stub, run.run_id)
         assert done.state == pb.RUN_STATE_SUCCEEDED, (done.error, trainer.log_text()[-2000:])
         assert done.step == done.max_steps == 120 and done.adapter_path and done.resumed_from_step >= 10
         with pytest.raises(grpc.RpcError) as not_failed:

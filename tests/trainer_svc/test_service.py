@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import grpc
@@ -15,7 +14,7 @@ from synthtune.grpc_client import open_channel
 from synthtune.trainer.v1 import trainer_pb2 as pb
 from synthtune.trainer.v1 import trainer_pb2_grpc as pb_grpc
 from tests.support.procs import TEST_GRPC_TOKEN, running_service, start_service
-from tests.trainer_svc.conftest import fixed_answer_rows, write_dataset
+from tests.trainer_svc.conftest import fixed_answer_rows, wait_for_run, write_dataset
 
 pytestmark = pytest.mark.slow
 TERMINAL = {pb.RUN_STATE_SUCCEEDED, pb.RUN_STATE_FAILED, pb.RUN_STATE_CANCELLED}
@@ -52,16 +51,6 @@ def _start(stub, data_root: Path, hyperparameters=FAST, **fields) -> pb.Run:
     datasets = fields.pop("datasets", None) or [write_dataset(data_root, "fixed", fixed_answer_rows(40))]
     request = pb.StartRunRequest(base_model="tiny-phi3", datasets=datasets, hyperparameters=hyperparameters, **fields)
     return stub.StartRun(request, timeout=120).run
-
-
-def _wait_for(stub, run_id: str, predicate, timeout_s: float = 180) -> pb.Run:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        run = stub.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10).run
-        if predicate(run):
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} never reached the condition; last state {run.state}")
 
 
 def test_a_run_streams_its_progress_and_exports_an_adapter(trainer, data_root):
@@ -145,11 +134,11 @@ def test_cancel_stops_a_running_run_and_the_queue_moves_on(trainer, data_root):
     first = _start(stub, data_root, hyperparameters=SLOW)
     second = _start(stub, data_root, hyperparameters=SLOW)
     assert stub.GetRun(pb.GetRunRequest(run_id=second.run_id), timeout=10).run.queue_position == 1
-    _wait_for(stub, first.run_id, lambda r: r.step >= 2)
+    wait_for_run(stub, first.run_id, lambda r: r.step >= 2)
     # A queued run is cancelled at once; the running one within a step.
     assert stub.CancelRun(pb.CancelRunRequest(run_id=second.run_id), timeout=10).run.state == pb.RUN_STATE_CANCELLED
     stub.CancelRun(pb.CancelRunRequest(run_id=first.run_id), timeout=10)
-    run = _wait_for(stub, first.run_id, lambda r: r.state in TERMINAL, timeout_s=60)
+    run = wait_for_run(stub, first.run_id, lambda r: r.state in TERMINAL, timeout_s=60)
     assert run.state == pb.RUN_STATE_CANCELLED and run.step < run.max_steps and not run.adapter_path
     assert not (data_root / "adapters").exists() or not any((data_root / "adapters").iterdir())
     with pytest.raises(grpc.RpcError) as again:
@@ -160,13 +149,13 @@ def test_cancel_stops_a_running_run_and_the_queue_moves_on(trainer, data_root):
 def test_killing_the_child_fails_the_run_and_the_service_keeps_serving(trainer, data_root):
     stub = _stub(trainer.address)
     run = _start(stub, data_root, hyperparameters=SLOW)
-    _wait_for(stub, run.run_id, lambda r: r.step >= 1)
+    wait_for_run(stub, run.run_id, lambda r: r.step >= 1)
     pid = json.loads((data_root / "runs" / run.run_id / "run.json").read_text())["pid"]
     os.kill(pid, signal.SIGKILL)
-    failed = _wait_for(stub, run.run_id, lambda r: r.state in TERMINAL, timeout_s=30)
+    failed = wait_for_run(stub, run.run_id, lambda r: r.state in TERMINAL, timeout_s=30)
     assert failed.state == pb.RUN_STATE_FAILED and "SIGKILL" in failed.error
     after = _start(stub, data_root)  # still serving, and the queue is free again
-    assert _wait_for(stub, after.run_id, lambda r: r.state in TERMINAL).state == pb.RUN_STATE_SUCCEEDED
+    assert wait_for_run(stub, after.run_id, lambda r: r.state in TERMINAL).state == pb.RUN_STATE_SUCCEEDED
 
 
 def test_a_restart_mid_run_reports_interrupted_and_queued_runs_carry_on(data_root, tiny_models, tmp_path):
@@ -176,7 +165,7 @@ def test_a_restart_mid_run_reports_interrupted_and_queued_runs_carry_on(data_roo
         stub = _stub(service.address)
         running = _start(stub, data_root, hyperparameters=SLOW)
         queued = _start(stub, data_root)
-        _wait_for(stub, running.run_id, lambda r: r.step >= 1)
+        wait_for_run(stub, running.run_id, lambda r: r.step >= 1)
     finally:
         service.proc.send_signal(signal.SIGKILL)  # a crash: no graceful shutdown
         service.proc.wait()
@@ -185,4 +174,4 @@ def test_a_restart_mid_run_reports_interrupted_and_queued_runs_carry_on(data_roo
         stub = _stub(restarted.address)
         interrupted = stub.GetRun(pb.GetRunRequest(run_id=running.run_id), timeout=10).run
         assert interrupted.state == pb.RUN_STATE_FAILED and "interrupted" in interrupted.error
-        assert _wait_for(stub, queued.run_id, lambda r: r.state in TERMINAL).state == pb.RUN_STATE_SUCCEEDED
+        assert wait_for_run(stub, queued.run_id, lambda r: r.state in TERMINAL).state == pb.RUN_STATE_SUCCEEDED
