@@ -313,7 +313,7 @@ class RunManager:
         elif kind == "resumed":
             run.resumed_from_step = int(event.get("step") or 0)
             self.store.save(run)
-            self.store.append(run, "log", {"level": "info", "message": f"resumed from step {run.resumed_from_step}"})
+            self.store.append(run, "resumed", {"step": run.resumed_from_step, "resumes": run.resumes})
         elif kind == "exported":
             run.adapter_name, run.adapter_path = event["name"], event["path"]
             self.store.save(run)

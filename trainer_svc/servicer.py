@@ -137,4 +137,6 @@ def event_to_proto(run_id: str, event: Event) -> pb.RunEvent:
         message.log.CopyFrom(pb.LogLine(**data))
     elif event.kind == "exported":
         message.exported.CopyFrom(pb.ArtifactExported(**data))
+    elif event.kind == "resumed":
+        message.resumed.CopyFrom(pb.Resumed(**data))
     return message

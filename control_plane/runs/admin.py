@@ -74,6 +74,8 @@ class RunAdmin(ReadOnlyAdmin):
         "adapter_link",
         "prompt_format",
         "queue_position",
+        "resumed_from_step",
+        "resumes",
         "hyperparameters",
         "config",
         "dataset_reports",

@@ -113,6 +113,10 @@ class RunOutputSerializer(serializers.ModelSerializer):
     adapter = serializers.CharField(source="adapter.name", default=None, read_only=True)
     owner = serializers.CharField(source="owner.username", default=None, read_only=True)
     percent = serializers.IntegerField(read_only=True)
+    world_size = serializers.IntegerField(read_only=True, help_text="Processes the run trains in.")
+    effective_batch_size = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="batch_size x gradient_accumulation_steps x world_size."
+    )
 
     class Meta:
         model = Run
@@ -137,6 +141,10 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "metrics",
             "prompt_format",
             "queue_position",
+            "world_size",
+            "effective_batch_size",
+            "resumed_from_step",
+            "resumes",
             "adapter",
             "owner",
             "last_seq",

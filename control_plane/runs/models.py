@@ -56,6 +56,10 @@ class Run(models.Model):
     epoch = models.FloatField(default=0.0)
     prompt_format = models.CharField(max_length=32, blank=True)
     queue_position = models.PositiveIntegerField(default=0)
+    # Training past one process: the step the latest resume went on from (0: never resumed),
+    # and how often the trainer resumed the run by itself after its process died.
+    resumed_from_step = models.PositiveIntegerField(default=0)
+    resumes = models.PositiveIntegerField(default=0)
     # Latest step/eval values while running; the trainer's final metrics once finished.
     metrics = models.JSONField(default=dict, blank=True)
     owner = models.ForeignKey(
@@ -80,6 +84,17 @@ class Run(models.Model):
         return self.state in self.TERMINAL_STATES
 
     @property
+    def world_size(self) -> int:
+        """Processes the run trains in (from the trainer's resolved config; 1 until it is known)."""
+        return int(self.config.get("hyperparameters", {}).get("distributed", {}).get("world_size") or 1)
+
+    @property
+    def effective_batch_size(self) -> int | None:
+        """batch x accumulation x world size, as the trainer resolved it."""
+        value = self.config.get("hyperparameters", {}).get("distributed", {}).get("effective_batch_size")
+        return int(value) if value else None
+
+    @property
     def percent(self) -> int:
         if self.state == self.State.SUCCEEDED:
             return 100
@@ -96,6 +111,7 @@ class RunEvent(models.Model):
         EVAL = "eval"
         LOG = "log"
         EXPORTED = "exported"
+        RESUMED = "resumed"
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
     seq = models.BigIntegerField()

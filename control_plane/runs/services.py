@@ -105,6 +105,8 @@ def _snapshot_fields(snapshot: RunSnapshot, *, state: bool) -> dict[str, Any]:
         "train_rows": snapshot.train_rows,
         "eval_rows": snapshot.eval_rows,
         "truncated_rows": snapshot.truncated_rows,
+        "resumed_from_step": snapshot.resumed_from_step,
+        "resumes": snapshot.resumes,
     }
     if state:
         fields.update(
@@ -254,6 +256,8 @@ def run_event_record(*, run_id: str, event: EventRecord) -> bool:
             run.metrics = {**run.metrics, "eval_loss": payload["eval_loss"]}
         elif event.type == "exported":
             _record_adapter(run, payload, read)
+        elif event.type == "resumed":
+            run.resumed_from_step, run.resumes = payload["step"], payload["resumes"]
         run.last_seq = event.seq
         run.save()
     if event.type == "state_changed" and run.is_finished:

@@ -99,6 +99,8 @@ class RunSnapshot:
     train_rows: int = 0
     eval_rows: int = 0
     truncated_rows: int = 0
+    resumed_from_step: int = 0
+    resumes: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
@@ -146,6 +148,8 @@ def run_snapshot(run: pb.Run) -> RunSnapshot:
         train_rows=run.train_rows,
         eval_rows=run.eval_rows,
         truncated_rows=run.truncated_rows,
+        resumed_from_step=run.resumed_from_step,
+        resumes=run.resumes,
         config=_json_object(run.config_json),
         metrics=_json_object(run.metrics_json),
         datasets=[
@@ -193,6 +197,8 @@ def event_record(event: pb.RunEvent) -> EventRecord:
             "weights_sha256": exported.weights_sha256,
             "merged_model_path": exported.merged_model_path,
         }
+    elif kind == "resumed":
+        payload = {"step": event.resumed.step, "resumes": event.resumed.resumes}
     else:
         payload = {}
     return stream_event_record(event, payload)

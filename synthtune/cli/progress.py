@@ -49,6 +49,8 @@ def watch_run(console: Console, events: Iterator[SseEvent]) -> str:
                 console.print(f"  epoch {payload['epoch']:.2f}: eval loss {payload['eval_loss']:.4f}")
             elif event.event == "exported":
                 console.print(f"  exported adapter {payload['adapter_name']} ({payload['adapter_path']})")
+            elif event.event == "resumed":
+                console.print(f"  resumed from step {payload['step']}")
             elif event.event == "state_changed":
                 state = payload["state"]
                 bar.update(task, description=state)

@@ -110,6 +110,12 @@ def _messages(data_root: Path, run_id: str) -> list[str]:
     return [e["data"].get("message", "") for e in map(json.loads, lines) if e["kind"] == "log"]
 
 
+def _resumed_events(stub, run_id: str) -> list[pb.Resumed]:
+    """The run's `resumed` events, as WatchRun streams them (the run has ended, so the stream does)."""
+    events = stub.WatchRun(pb.WatchRunRequest(run_id=run_id, after_seq=0), timeout=30)
+    return [event.resumed for event in events if event.WhichOneof("kind") == "resumed"]
+
+
 def test_a_run_resumes_when_its_trainer_service_comes_back(data_root, tiny_models, tmp_path):
     env = _env(data_root, tiny_models)
     service = start_service("trainer_svc", listen_var="SYNTHTUNE_TRAINER_LISTEN", env=env, log_path=tmp_path / "a.log")
@@ -126,9 +132,10 @@ def test_a_run_resumes_when_its_trainer_service_comes_back(data_root, tiny_model
         stub = pb_grpc.TrainerServiceStub(open_channel(restarted.address, token=TEST_GRPC_TOKEN))
         done = wait_for_run(stub, run.run_id)
         assert done.state == pb.RUN_STATE_SUCCEEDED, (done.error, restarted.log_text()[-2000:])
+        resumed = _resumed_events(stub, run.run_id)
+    assert [(e.step, e.resumes) for e in resumed] == [(done.resumed_from_step, 1)] and done.resumed_from_step > 0
     messages = _messages(data_root, run.run_id)
     assert any("trainer service stopped while it was training; it resumes from step" in m for m in messages)
-    assert any(m.startswith("resumed from step ") for m in messages), messages
 
 
 def _kill_child(data_root: Path, run_id: str) -> None:
@@ -160,7 +167,8 @@ def test_a_killed_process_resumes_by_itself_then_by_hand_once_it_has_failed(data
             stub.ResumeRun(pb.ResumeRunRequest(run_id=run.run_id), timeout=10)
         assert not_failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "only a failed run" in not_failed.value.details()
+        resumed = _resumed_events(stub, run.run_id)
+    assert [e.resumes for e in resumed] == [1, 1] and resumed[-1].step == done.resumed_from_step  # auto, then by hand
     messages = _messages(data_root, run.run_id)
     assert any("killed by SIGKILL; it resumes from step" in m and "automatic resume 1 of 1" in m for m in messages)
-    assert any(m.startswith("resumed from step ") for m in messages), messages
     assert any(m.startswith("resume requested: it goes on from step ") for m in messages), messages

@@ -253,8 +253,16 @@ class ArtifactExported(_message.Message):
     merged_model_path: str
     def __init__(self, adapter_path: _Optional[str] = ..., adapter_name: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., merged_model_path: _Optional[str] = ...) -> None: ...
 
+class Resumed(_message.Message):
+    __slots__ = ("step", "resumes")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    RESUMES_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    resumes: int
+    def __init__(self, step: _Optional[int] = ..., resumes: _Optional[int] = ...) -> None: ...
+
 class RunEvent(_message.Message):
-    __slots__ = ("seq", "time", "run_id", "state_changed", "step", "eval", "log", "exported")
+    __slots__ = ("seq", "time", "run_id", "state_changed", "step", "eval", "log", "exported", "resumed")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +271,7 @@ class RunEvent(_message.Message):
     EVAL_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
     EXPORTED_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     time: _timestamp_pb2.Timestamp
     run_id: str
@@ -271,4 +280,5 @@ class RunEvent(_message.Message):
     eval: EvalMetrics
     log: LogLine
     exported: ArtifactExported
-    def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_id: _Optional[str] = ..., state_changed: _Optional[_Union[StateChanged, _Mapping]] = ..., step: _Optional[_Union[StepMetrics, _Mapping]] = ..., eval: _Optional[_Union[EvalMetrics, _Mapping]] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., exported: _Optional[_Union[ArtifactExported, _Mapping]] = ...) -> None: ...
+    resumed: Resumed
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_id: _Optional[str] = ..., state_changed: _Optional[_Union[StateChanged, _Mapping]] = ..., step: _Optional[_Union[StepMetrics, _Mapping]] = ..., eval: _Optional[_Union[EvalMetrics, _Mapping]] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., exported: _Optional[_Union[ArtifactExported, _Mapping]] = ..., resumed: _Optional[_Union[Resumed, _Mapping]] = ...) -> None: ...

@@ -190,6 +190,18 @@ def test_run_page_of_a_running_run_has_its_history_and_a_cancel_button(admin_cli
     assert admin_client.get(reverse("admin:runs_run_cancel", args=[run.pk])).status_code == 403  # POST only
 
 
+def test_run_page_shows_the_world_size_effective_batch_and_where_it_resumed(admin_client):
+    distributed = {"num_nodes": 1, "processes_per_node": 2, "world_size": 2, "effective_batch_size": 16}
+    run = RunFactory(state="running", config={"hyperparameters": {"distributed": distributed}},
+                     resumed_from_step=50, resumes=1)  # fmt: skip
+    page = admin_client.get(reverse("admin:runs_run_change", args=[run.pk])).content.decode()
+    assert re.search(r"2 processes, effective batch 16\s*<span id=\"run-resumed\">", page), page
+    assert 'resumed from step <span id="run-resumed-step">50</span>' in page
+    fresh = RunFactory(state="queued")  # not resumed, config not resolved yet
+    page = admin_client.get(reverse("admin:runs_run_change", args=[fresh.pk])).content.decode()
+    assert re.search(r"1 process\s*<span id=\"run-resumed\" hidden>", page), page
+
+
 def test_the_resume_action_names_what_it_cannot_resume(admin_client, cp_settings):
     failed = RunFactory(state="failed", error="the training process was killed by SIGKILL")
     done = RunFactory(state="succeeded")

@@ -148,6 +148,9 @@ def test_list_filters_and_retrieve(api, user):
     detail = api.get(f"{RUNS}{running.run_id}/").json()
     assert detail["datasets"] == ["colours"] and detail["percent"] == 50 and detail["adapter"] is None
     assert detail["owner"] == user.username
+    # Not resolved by the trainer yet: one process, effective batch unknown; never resumed.
+    assert (detail["world_size"], detail["effective_batch_size"]) == (1, None)
+    assert (detail["resumed_from_step"], detail["resumes"]) == (0, 0)
 
 
 def test_events_json_in_seq_order_with_after_seq_and_type_filters(api):
@@ -378,3 +381,5 @@ def test_a_killed_run_fails_then_resumes_by_request_and_succeeds(api, trainer, d
     assert run.state == "succeeded" and run.step == run.max_steps and Adapter.objects.filter(run=run).exists()
     messages = [e.payload.get("message", "") for e in RunEvent.objects.filter(run=run, type="log")]
     assert "resume requested: it goes on from the start (it has no checkpoint)" in messages
+    detail = api.get(f"{RUNS}{run_id}/").json()
+    assert (detail["resumed_from_step"], detail["world_size"], detail["effective_batch_size"]) == (0, 1, 1)

@@ -57,6 +57,17 @@ def test_events_update_the_run_and_replays_are_ignored():
     assert list(RunEvent.objects.filter(run=run).values_list("seq", flat=True)) == [1, 2, 3, 4, 5]
 
 
+def test_a_resumed_event_from_the_stream_records_where_the_run_went_on_from():
+    from control_plane.runs.trainer import event_record
+
+    run = RunFactory(state="running", last_seq=1)
+    message = pb.RunEvent(seq=2, run_id=run.run_id, resumed=pb.Resumed(step=50, resumes=1))
+    assert services.run_event_record(run_id=run.run_id, event=event_record(message))
+    run.refresh_from_db()
+    assert (run.resumed_from_step, run.resumes) == (50, 1)
+    assert RunEvent.objects.get(run=run, seq=2).as_dict()["payload"] == {"step": 50, "resumes": 1}
+
+
 def test_exported_records_the_adapter_from_its_manifest(data_root):
     run = RunFactory(base_model="org/tiny-phi3")
     manifest = {

@@ -130,6 +130,9 @@
       link.textContent = payload.adapter_name;
       link.href = panel.dataset.adapterUrl + "?name=" + encodeURIComponent(payload.adapter_name);
       byId("run-adapter").hidden = false;
+    } else if (event.type === "resumed") {
+      setText("run-resumed-step", String(payload.step));
+      byId("run-resumed").hidden = false;
     } else if (event.type === "state_changed") {
       setText("run-state", payload.state);
       if (payload.error) {
