@@ -1,8 +1,11 @@
-"""`python -m trainer_svc.child <run_dir>`: train one run in its own process.
+"""`python -m trainer_svc.child <run_dir> [--events-file]`: train one run in its own process.
 
 The service starts one per run (crash isolation, a real cancel, memory handed
 back at the end). Events go to the parent as JSON lines on the original
-stdout; everything libraries print goes to stderr (the run's child.log).
+stdout; everything libraries print goes to stderr (the run's child.log). With
+`--events-file` (the kubeflow launcher: training runs in other pods, there is no
+pipe) rank 0 appends them to the run folder's child-events.jsonl instead
+(trainer_svc.event_file).
 SIGTERM, or a `cancel` file in the run folder (how the service cancels a run of
 several processes under torchrun), asks training to stop within one step. If the service dies the
 kernel sends SIGKILL here, so a run never trains unsupervised, and its checkpoints
@@ -22,6 +25,7 @@ import threading
 from pathlib import Path
 
 from synthtune.errors import SynthtuneError
+from trainer_svc.event_file import CHILD_EVENTS_FILE, append_event
 
 logger = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -49,9 +53,12 @@ CANCEL_FILE = "cancel"
 def main(argv: list[str]) -> int:
     die_with_parent()
     run_dir = Path(argv[0])
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    to_file = "--events-file" in argv[1:]
     events = _event_stream()
-    if int(os.environ.get("RANK", "0")) != 0:
-        # Under torchrun every rank shares the pipe to the service: world rank 0 alone writes events.
+    if to_file or not rank0:
+        # Under torchrun every rank shares the pipe to the service: world rank 0 alone writes events
+        # (with --events-file, to the run folder instead).
         events.close()
         events = None
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -60,12 +67,15 @@ def main(argv: list[str]) -> int:
     lock = threading.Lock()  # trainer callbacks and the log handler may emit from other threads
 
     def emit(event: dict) -> None:
-        if events is None:
-            if event.get("type") == "error":
-                logger.error("training failed on this rank: %s", event["message"])
+        if event.get("type") == "error":  # also in this process's log: a pod's log tail names it
+            logger.error("training failed on this rank: %s", event["message"])
+        if not rank0:
             return
         with lock:
-            events.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+            if to_file:
+                append_event(run_dir / CHILD_EVENTS_FILE, event)
+            else:
+                events.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
 
     def should_stop() -> bool:
         return stop.is_set() or (run_dir / CANCEL_FILE).exists()

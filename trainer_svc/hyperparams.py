@@ -354,11 +354,14 @@ class ResolvedConfig:
         }
 
 
-def resolve(config: RunConfig, *, available_devices: tuple[str, ...] | None = None) -> ResolvedConfig:
+def resolve(config: RunConfig, *, available_devices: tuple[str, ...] | None = None,
+            gpus_per_node: int | None = None) -> ResolvedConfig:
     """Validate `config` and fill in per-device defaults; raise InvalidArgument naming the first bad field.
 
     Reads the base model's config.json but loads no weights. `available_devices`
-    (for tests) replaces probing torch for CUDA and MPS.
+    replaces probing torch for CUDA and MPS, and `gpus_per_node` counting the GPUs
+    visible here: for tests, and for a service whose runs train on other machines
+    (the kubeflow launcher).
     """
     validate_name(config.run_id, field="run_id")
     data_root = _data_root(config.data_root)
@@ -372,18 +375,20 @@ def resolve(config: RunConfig, *, available_devices: tuple[str, ...] | None = No
     validate_name(stem, field="adapter_name")
     if len(stem) > 100:  # room for the "-v<N>" suffix within 128 characters
         raise InvalidArgument("adapter_name must be at most 100 characters.", field="adapter_name")
-    distributed = _resolve_distributed(config.distributed, device)
+    distributed = _resolve_distributed(config.distributed, device, gpus_per_node)
     return ResolvedConfig(config, data_root, model, device, lora, training, stem, distributed)
 
 
-def _resolve_distributed(options: DistributedOptions, device: DevicePlan) -> ResolvedDistributed:
+def _resolve_distributed(options: DistributedOptions, device: DevicePlan,
+                         gpus_per_node: int | None) -> ResolvedDistributed:
     _check_int("num_nodes", options.num_nodes, 1, MAX_NODES)
+    gpus, where = (visible_gpus(), "visible here") if gpus_per_node is None else (gpus_per_node, "per node")
     per_node = options.processes_per_node
     if per_node is None:
-        per_node = max(visible_gpus(), 1) if device.kind == "cuda" else 1
+        per_node = max(gpus, 1) if device.kind == "cuda" else 1
     _check_int("processes_per_node", per_node, 1, MAX_PROCESSES_PER_NODE)
-    if device.kind == "cuda" and per_node > max(visible_gpus(), 1):
-        raise InvalidArgument(f"processes_per_node={per_node} is more than the {visible_gpus()} GPU(s) visible here.",
+    if device.kind == "cuda" and per_node > max(gpus, 1):
+        raise InvalidArgument(f"processes_per_node={per_node} is more than the {gpus} GPU(s) {where}.",
                               field="processes_per_node")
     if device.kind == "mps" and per_node > 1:
         raise InvalidArgument("MPS trains in one process: processes_per_node must be 1.", field="processes_per_node")

@@ -130,19 +130,22 @@ class TrainResult:
     export: ExportResult | None = None
 
 
-def validate_run(config: RunConfig | dict[str, Any]) -> RunPlan:
+def validate_run(config: RunConfig | dict[str, Any], *, available_devices: tuple[str, ...] | None = None,
+                 gpus_per_node: int | None = None) -> RunPlan:
     """Check everything a run needs before it is queued; raise InvalidArgument naming the field.
 
     Reads config.json, the tokenizer and the datasets; builds the model on the meta
     device to check the LoRA targets. Loads no weights. Takes a few seconds (imports).
+    `available_devices` and `gpus_per_node` describe the machines the run will train on
+    when they are not this one (hyperparams.resolve).
     """
-    plan, _, _ = _plan(config)
+    plan, _, _ = _plan(config, available_devices=available_devices, gpus_per_node=gpus_per_node)
     return plan
 
 
-def _plan(config: RunConfig | dict[str, Any]) -> tuple[RunPlan, Any, PreparedData]:
+def _plan(config: RunConfig | dict[str, Any], **machines: Any) -> tuple[RunPlan, Any, PreparedData]:
     run = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
-    resolved = resolve(run)
+    resolved = resolve(run, **machines)
     targets = resolve_targets(resolved.lora.target_modules, resolved.model.path)
     tokenizer = load_tokenizer(resolved.model.path)
     prepared = prepare_data(
