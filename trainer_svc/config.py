@@ -7,7 +7,9 @@ Every variable, with its default:
                                                       before its process is killed
 - SYNTHTUNE_TRAINER_LAUNCHER        local            how a run's training processes start: "local" (one
                                                       process), "torchrun" (python -m torch.distributed.run,
-                                                      processes_per_node processes on this machine)
+                                                      processes_per_node processes on this machine),
+                                                      "kubeflow" (a Kubeflow Trainer v2 TrainJob: num_nodes
+                                                      pods of processes_per_node processes; trainer_svc.kubeflow)
 - SYNTHTUNE_TRAINER_CHECKPOINT_STEPS 50            a checkpoint every N optimizer steps (0: only per epoch;
                                                       one is always saved at every epoch's end)
 - SYNTHTUNE_TRAINER_CHECKPOINT_KEEP  2             how many of a run's newest checkpoints are kept
@@ -17,6 +19,22 @@ Every variable, with its default:
                                                       models root; alias TRANSFORMERS_CACHE (the old app's,
                                                       which transformers 5 no longer reads). Unset:
                                                       huggingface_hub's own default, which honours HF_HOME
+With SYNTHTUNE_TRAINER_LAUNCHER=kubeflow only:
+- SYNTHTUNE_TRAINER_KUBEFLOW_RUNTIME   (required)    the TrainingRuntime the TrainJobs point at (the chart
+                                                      ships one: the data volume at the same mount path)
+- SYNTHTUNE_TRAINER_KUBEFLOW_NAMESPACE (pod's own)    where TrainJobs go; empty: the service account's
+                                                      namespace file, else "default"
+- SYNTHTUNE_TRAINER_KUBEFLOW_IMAGE     (runtime's)    the training image; empty: the runtime's own
+- SYNTHTUNE_TRAINER_KUBEFLOW_GPUS_PER_NODE 0         GPUs each node requests (0: CPU nodes); a run's
+                                                      processes_per_node defaults to it and may not pass it
+- SYNTHTUNE_TRAINER_KUBEFLOW_GPU_RESOURCE nvidia.com/gpu the GPUs' resource name
+- SYNTHTUNE_TRAINER_KUBEFLOW_RESOURCES {}             JSON {"requests": {...}, "limits": {...}}: each node's
+                                                      CPU and memory (the GPUs are added). It replaces the
+                                                      runtime's resources, so give both (Trainer v2.0)
+- SYNTHTUNE_TRAINER_KUBEFLOW_POLL_S    2              how often a TrainJob's conditions and events are read
+- SYNTHTUNE_TRAINER_KUBEFLOW_API_TIMEOUT_S 30         each Kubernetes API call's timeout
+- SYNTHTUNE_TRAINER_KUBEFLOW_API_PATIENCE_S 300       how long a followed run outlasts an unreachable API
+                                                      before it fails
 plus the shared SYNTHTUNE_* settings of synthtune.settings.CommonSettings.
 One run trains at a time (one per device); the others wait in the queue.
 """
@@ -26,10 +44,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from synthtune.settings import CommonSettings, SettingsError, env_alias
 from synthtune.settings import load_settings as _load
+
+_DNS_LABEL = r"^([a-z]([-a-z0-9]{0,61}[a-z0-9])?)?$"  # empty, or an RFC 1035 label
 
 
 class TrainerSettings(CommonSettings):
@@ -39,7 +59,7 @@ class TrainerSettings(CommonSettings):
                               validation_alias=env_alias("SYNTHTUNE_MODELS_ROOT", "models_root"))
     cancel_grace_s: float = Field(default=60.0, gt=0, le=3600,
                                   validation_alias=env_alias("SYNTHTUNE_TRAINER_CANCEL_GRACE_S", "cancel_grace_s"))
-    launcher: Literal["local", "torchrun"] = Field(default="local", validation_alias=env_alias(
+    launcher: Literal["local", "torchrun", "kubeflow"] = Field(default="local", validation_alias=env_alias(
         "SYNTHTUNE_TRAINER_LAUNCHER", "launcher"))
     checkpoint_steps: int = Field(default=50, ge=0, le=1_000_000, validation_alias=env_alias(
         "SYNTHTUNE_TRAINER_CHECKPOINT_STEPS", "checkpoint_steps"))
@@ -49,6 +69,39 @@ class TrainerSettings(CommonSettings):
         "SYNTHTUNE_TRAINER_MAX_AUTO_RESUMES", "max_auto_resumes"))
     hf_hub_cache: Path | None = Field(
         default=None, validation_alias=AliasChoices("SYNTHTUNE_HF_HUB_CACHE", "hf_hub_cache", "TRANSFORMERS_CACHE"))
+
+    kubeflow_runtime: str = Field(default="", pattern=_DNS_LABEL, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_KUBEFLOW_RUNTIME", "kubeflow_runtime"))
+    kubeflow_namespace: str = Field(default="", pattern=_DNS_LABEL, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_KUBEFLOW_NAMESPACE", "kubeflow_namespace"))
+    kubeflow_image: str = Field(default="", validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_KUBEFLOW_IMAGE", "kubeflow_image"))
+    kubeflow_gpus_per_node: int = Field(default=0, ge=0, le=64, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_KUBEFLOW_GPUS_PER_NODE", "kubeflow_gpus_per_node"))
+    kubeflow_gpu_resource: str = Field(default="nvidia.com/gpu", pattern=r"^[a-z0-9.-]+/[a-z0-9._-]+$",
+                                       validation_alias=env_alias(
+                                           "SYNTHTUNE_TRAINER_KUBEFLOW_GPU_RESOURCE", "kubeflow_gpu_resource"))
+    kubeflow_resources: dict[Literal["requests", "limits"], dict[str, str | int | float]] = Field(
+        default_factory=dict, validation_alias=env_alias("SYNTHTUNE_TRAINER_KUBEFLOW_RESOURCES", "kubeflow_resources"))
+    kubeflow_poll_s: float = Field(default=2.0, gt=0, le=300, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_KUBEFLOW_POLL_S", "kubeflow_poll_s"))
+    kubeflow_api_timeout_s: float = Field(default=30.0, gt=0, le=600, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_KUBEFLOW_API_TIMEOUT_S", "kubeflow_api_timeout_s"))
+    kubeflow_api_patience_s: float = Field(default=300.0, ge=0, le=86400, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_KUBEFLOW_API_PATIENCE_S", "kubeflow_api_patience_s"))
+
+    @field_validator("kubeflow_resources")
+    @classmethod
+    def _quantities_as_strings(cls, value: dict) -> dict:
+        # Kubernetes quantities are strings ("4", "32Gi"); a bare 4 from JSON would be sent as a number.
+        return {kind: {name: str(amount) for name, amount in amounts.items()} for kind, amounts in value.items()}
+
+    @model_validator(mode="after")
+    def _kubeflow_needs_a_runtime(self) -> TrainerSettings:
+        if self.launcher == "kubeflow" and not self.kubeflow_runtime:
+            raise ValueError("SYNTHTUNE_TRAINER_LAUNCHER=kubeflow needs SYNTHTUNE_TRAINER_KUBEFLOW_RUNTIME, "
+                             "the TrainingRuntime its TrainJobs use")
+        return self
 
     @property
     def hub_environment(self) -> dict[str, str]:

@@ -11,6 +11,12 @@ that was training when the service stopped, goes back to the head of the queue a
 resumes from its newest checkpoint, at most `max_auto_resumes` times; without a
 checkpoint it fails as before (killed, or interrupted). Queued runs carry on after a
 restart.
+
+The kubeflow launcher (trainer_svc.kubeflow) trains a run as a TrainJob in other pods
+instead of a child process: events come through the run folder, a Failed job fails (or
+resumes) the run with node 0's last log lines, cancel deletes the job. The job does not
+depend on this service: a restarted service follows a run's TrainJob again where it left
+off (re-attach) instead of resuming it.
 """
 
 from __future__ import annotations
@@ -30,13 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthtune.errors import FailedPrecondition, InvalidArgument, Unavailable
+from synthtune.errors import FailedPrecondition, InvalidArgument, SynthtuneError, Unavailable
 from synthtune.eventlog import Event, follow
 from synthtune.files import atomic_write_bytes
 from synthtune.paths import validate_name
 from trainer_svc.checkpoints import checkpoint_step, checkpoints_dir, latest_checkpoint, remove_checkpoints
 from trainer_svc.child import CANCEL_FILE, die_with_parent
 from trainer_svc.config import TrainerSettings
+from trainer_svc.event_file import CHILD_EVENTS_FILE
 from trainer_svc.export import remove_stale_exports
 from trainer_svc.metrics import Throughput
 from trainer_svc.runs import INTERRUPTED, TERMINAL, Run, RunState, RunStore
@@ -62,8 +69,14 @@ class RunRequest:
 
 
 class RunManager:
-    def __init__(self, *, settings: TrainerSettings):
+    def __init__(self, *, settings: TrainerSettings, train_jobs: Any = None):
+        """`train_jobs`: a trainer_svc.kubeflow.TrainJobs (the kubeflow launcher; made here when None)."""
         self.settings = settings
+        self._jobs = train_jobs
+        if self._jobs is None and settings.launcher == "kubeflow":
+            from trainer_svc.kubeflow import TrainJobs
+
+            self._jobs = TrainJobs(settings)
         self.store = RunStore(settings.data_root)
         self._queue: deque[str] = deque()
         self._wake = asyncio.Event()
@@ -87,6 +100,11 @@ class RunManager:
             else:
                 interrupted.append(run)
         for run in interrupted:
+            if self._jobs is not None and run.job_name and run.state == RunState.RUNNING:
+                # Its TrainJob trains on without us: follow it again, first in line.
+                self._queue.appendleft(run.run_id)
+                logger.info("following a run's TrainJob again", extra={"run_id": run.run_id, "job": run.job_name})
+                continue
             if not self._resume_after_crash(run, why="the trainer service stopped while it was training"):
                 self.store.set_state(run, RunState.FAILED, error=INTERRUPTED)
                 logger.warning("run interrupted by a service restart", extra={"run_id": run.run_id})
@@ -105,8 +123,10 @@ class RunManager:
         if proc and proc.returncode is None:
             proc.kill()
             await proc.wait()
-        # A run with a checkpoint stays "running" on disk: the next start resumes it (recover).
-        if run and run.state not in TERMINAL and self._checkpoint_of(run) is None:
+        # A run with a checkpoint stays "running" on disk: the next start resumes it (recover);
+        # one whose TrainJob trains on is followed again.
+        if run and run.state not in TERMINAL and self._checkpoint_of(run) is None and not (
+                self._jobs is not None and run.job_name and run.state == RunState.RUNNING):
             self.store.set_state(run, RunState.FAILED, error=INTERRUPTED)
 
     # -- requests -----------------------------------------------------------------------------
@@ -124,8 +144,10 @@ class RunManager:
         try:
             from trainer_svc import training  # heavy: keep it out of service start-up
 
-            plan = await asyncio.to_thread(training.validate_run, config)
+            plan = await asyncio.to_thread(training.validate_run, config, **self._training_machines())
             self._check_launcher(plan.resolved.distributed)
+            if self._jobs is not None:
+                await asyncio.to_thread(self._jobs.check_runtime)
         except BaseException:
             self.store.forget(run)
             raise
@@ -140,11 +162,17 @@ class RunManager:
         run = self.store.get(run_id)
         if run.state in TERMINAL:
             raise FailedPrecondition(f"run {run_id} already {run.state}; nothing to cancel.", field="run_id")
-        if run.state == RunState.QUEUED:
+        if run.state == RunState.QUEUED and run_id in self._queue:
             self._queue.remove(run_id)
             self.store.set_state(run, RunState.CANCELLED, error="cancelled by request")
             return run
         self._cancel_requested.add(run_id)
+        if self._jobs is not None:  # deleting the TrainJob stops every node; the follower then ends the run
+            if self._current_run is run and run.job_name:
+                self.store.append(run, "log", {"level": "info", "message": (
+                    f"cancel requested; deleting TrainJob {run.job_name}")})
+                await self._delete_train_job(run)
+            return run
         if self._current_run is run and self._current and self._current.returncode is None:
             # Every process of the run sees the file (torchrun: they agree on the step to stop at);
             # a single process is also told by SIGTERM.
@@ -202,6 +230,13 @@ class RunManager:
                     self.store.set_state(run, RunState.FAILED, error="the training process could not be started")
 
     async def _train(self, run: Run) -> None:
+        if self._jobs is not None:
+            await self._train_on_kubeflow(run)
+        else:
+            await self._train_in_processes(run)
+        self._cancel_requested.discard(run.run_id)
+
+    async def _train_in_processes(self, run: Run) -> None:
         run_dir = self.store.run_dir(run.run_id)
         (run_dir / CANCEL_FILE).unlink(missing_ok=True)  # from an earlier attempt of a resumed run
         command, env = self._child_command(run)
@@ -227,23 +262,116 @@ class RunManager:
             self._current = self._current_run = None
             self._throughput.ended()
         if run.state not in TERMINAL:
-            self._finish_without_result(run, returncode=returncode, error=error)
-        self._cancel_requested.discard(run.run_id)
+            if returncode < 0:
+                crash = f"the training process was killed by {signal.Signals(-returncode).name}"
+            else:  # no error of its own: it crashed (under torchrun, a rank killed makes torchrun exit 1)
+                crash = f"the training process exited with code {returncode}"
+            self._finish_without_result(run, error=error, crash=crash)
 
-    def _finish_without_result(self, run: Run, *, returncode: int, error: str) -> None:
+    def _finish_without_result(self, run: Run, *, error: str, crash: str) -> None:
+        """End a run that reported no result: cancelled, failed with its `error`, or resumed after a `crash`."""
         if run.run_id in self._cancel_requested:  # killed after the grace: its checkpoints are of no use
             remove_checkpoints(checkpoints_dir(self.settings.data_root, run.run_id))
             self.store.set_state(run, RunState.CANCELLED, error="cancelled by request")
         elif error:
             self.store.set_state(run, RunState.FAILED, error=error)
-        elif returncode < 0:
-            name = signal.Signals(-returncode).name
-            if not self._resume_after_crash(run, why=f"the training process was killed by {name}"):
-                self.store.set_state(run, RunState.FAILED, error=f"the training process was killed by {name}")
-        else:  # no error of its own: it crashed (under torchrun, a rank killed makes torchrun exit 1)
-            why = f"the training process exited with code {returncode}"
-            if not self._resume_after_crash(run, why=why):
-                self.store.set_state(run, RunState.FAILED, error=why)
+        elif not self._resume_after_crash(run, why=crash):
+            self.store.set_state(run, RunState.FAILED, error=crash)
+
+    # -- the kubeflow launcher ------------------------------------------------------------------
+
+    async def _train_on_kubeflow(self, run: Run) -> None:
+        """Submit the run's TrainJob (or follow the one it has, after a restart) until it ends."""
+        from trainer_svc import kubeflow
+
+        run_dir = self.store.run_dir(run.run_id)
+        if run.state == RunState.RUNNING and run.job_name:
+            self.store.append(run, "log", {"level": "info", "message": f"following TrainJob {run.job_name} again"})
+        elif not await self._submit_train_job(run, run_dir):
+            return
+        self._current_run = run
+        self._throughput = Throughput()
+        if run.run_id in self._cancel_requested:  # asked for while the job was being made
+            await self._delete_train_job(run)
+        error = ""
+
+        def take(events: list[dict[str, Any]], offset: int) -> None:
+            nonlocal error
+            for event in events:
+                if event.get("type") == "error":
+                    error = event.get("message", "")
+                elif run.state not in TERMINAL:
+                    self._on_child_event(run, event)
+            run.events_offset = offset
+            self.store.save(run)
+
+        try:
+            status = await kubeflow.follow(
+                self._jobs, run.job_name, run_dir / CHILD_EVENTS_FILE, offset=run.events_offset, on_events=take,
+                poll_s=self.settings.kubeflow_poll_s, patience_s=self.settings.kubeflow_api_patience_s)
+        except Unavailable as exc:
+            status = kubeflow.JobStatus("lost", message=exc.message)
+        finally:
+            self._current_run = None
+            self._throughput.ended()
+        if run.state == RunState.SUCCEEDED and status.state == "complete":
+            await self._delete_train_job(run)  # nothing left to look at; a failed one is kept for kubectl
+        if run.state in TERMINAL:
+            return
+        where = f"TrainJob {run.job_name}"
+        if status.state == "failed":
+            tail = await asyncio.to_thread(self._jobs.node0_log_tail, run.job_name)
+            why = f" ({status.reason}: {status.message})" if status.reason or status.message else ""
+            error = error and f"{error}\nnode 0's last log lines:\n{tail}"
+            crash = f"{where} failed{why}; node 0's last log lines:\n{tail}"
+        elif status.state == "gone":
+            crash = f"{where} was deleted before it finished"
+        elif status.state == "lost":  # no resume: a second job could train beside the first
+            self.store.set_state(run, RunState.FAILED, error=(
+                f"{status.message}. {where} may still be running: kubectl delete trainjob {run.job_name} "
+                f"-n {self._jobs.namespace}"))
+            return
+        else:
+            crash = f"{where} completed without a result from node 0"
+        self._finish_without_result(run, error=error, crash=crash)
+
+    async def _submit_train_job(self, run: Run, run_dir: Path) -> bool:
+        """Create the run's TrainJob and mark the run running; False (the run failed) if it can't be made."""
+        from trainer_svc import kubeflow
+
+        (run_dir / CANCEL_FILE).unlink(missing_ok=True)  # from an earlier attempt of a resumed run
+        (run_dir / CHILD_EVENTS_FILE).unlink(missing_ok=True)
+        distributed = run.plan.get("hyperparameters", {}).get("distributed", {})
+        nodes, processes = int(distributed.get("num_nodes") or 1), int(distributed.get("processes_per_node") or 1)
+        name = kubeflow.train_job_name(run.run_id)
+        manifest = kubeflow.train_job_manifest(self.settings, name=name, run_id=run.run_id, run_dir=run_dir.resolve(),
+                                               num_nodes=nodes, processes_per_node=processes, environ=dict(os.environ))
+        try:
+            await asyncio.to_thread(self._jobs.create, manifest)
+        except SynthtuneError as exc:
+            logger.warning("TrainJob not created", extra={"run_id": run.run_id, "error": exc.message})
+            self.store.set_state(run, RunState.FAILED, error=f"the run's TrainJob could not be created: {exc.message}")
+            return False
+        run.job_name, run.events_offset = name, 0
+        self.store.set_state(run, RunState.RUNNING)
+        self.store.append(run, "log", {"level": "info", "message": (
+            f"TrainJob {name} created in namespace {self._jobs.namespace}: {nodes} node(s) x {processes} "
+            f"process(es), runtime {self.settings.kubeflow_runtime}")})
+        return True
+
+    async def _delete_train_job(self, run: Run) -> None:
+        try:
+            await asyncio.to_thread(self._jobs.delete, run.job_name)
+        except SynthtuneError as exc:  # the follower ends the run when the job is gone; say why it isn't
+            self.store.append(run, "log", {"level": "warning", "message": f"could not delete TrainJob "
+                                                                         f"{run.job_name}: {exc.message}"})
+
+    def _training_machines(self) -> dict[str, Any]:
+        """What validation should assume about the machines a run trains on (None: this one)."""
+        if self._jobs is None:
+            return {}
+        gpus = self.settings.kubeflow_gpus_per_node
+        return {"available_devices": ("cuda", "cpu") if gpus else ("cpu",), "gpus_per_node": gpus}
 
     def _check_launcher(self, distributed: Any) -> None:
         """Refuse what this service's launcher cannot start, before the run is queued."""

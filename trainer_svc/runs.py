@@ -68,6 +68,8 @@ class Run:
     resumes: int = 0  # automatic resumes from a checkpoint so far
     resumed_from_step: int = 0  # the step the latest resume went on from (0: never resumed)
     pid: int = 0  # of the child process while it runs
+    job_name: str = ""  # its latest TrainJob (the kubeflow launcher)
+    events_offset: int = 0  # bytes of that TrainJob's child-events.jsonl already taken in
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
 
