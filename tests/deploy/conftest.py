@@ -76,6 +76,8 @@ SCENARIOS: dict[str, dict] = {
         "networkPolicy": {"enabled": False},
         "dataRoot": {"persistence": {"existingClaim": "synthtune-data"}},
     },
+    # Runs train as Kubeflow Trainer v2 TrainJobs on GPU nodes (the chart's TrainingRuntime).
+    "kubeflow": {"secrets": TEST_SECRETS, "trainer": {"launcher": "kubeflow"}},
 }
 
 

@@ -48,11 +48,16 @@ class Pod:
 
 
 def pods(manifests: list[dict]) -> list[Pod]:
+    """Every pod template: the workloads', and each replicated job's of a Kubeflow TrainingRuntime."""
     found = []
     for doc in manifests:
         if doc["kind"] in WORKLOAD_KINDS:
             template = doc["spec"]["template"]
             found.append(Pod(doc, template["metadata"].get("labels", {}), template["spec"]))
+        elif doc["kind"] == "TrainingRuntime":
+            for job in doc["spec"]["template"]["spec"]["replicatedJobs"]:
+                template = job["template"]["spec"]["template"]
+                found.append(Pod(doc, template["metadata"].get("labels", {}), template["spec"]))
     return found
 
 

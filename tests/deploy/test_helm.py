@@ -29,7 +29,8 @@ from tests.deploy.conftest import (
 )
 
 # Custom resources: no bundled schema; checked by hand below.
-CRD_KINDS = {("networking.istio.io/v1", "VirtualService"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
+CRD_KINDS = {("networking.istio.io/v1", "VirtualService"), ("monitoring.coreos.com/v1", "ServiceMonitor"),
+             ("trainer.kubeflow.org/v1alpha1", "TrainingRuntime")}
 GRPC_SERVICES = {  # component -> (listen variable, values key)
     "datagen": ("SYNTHTUNE_DATAGEN_LISTEN", "datagen"),
     "trainer": ("SYNTHTUNE_TRAINER_LISTEN", "trainer"),
@@ -99,6 +100,8 @@ def test_rendered_yaml_has_no_duplicate_keys_or_trailing_spaces(scenario):
     ({"vllm": {"enabled": False}}, "vllm.external.url"),
     ({"secrets": {"grpcToken": "short"}}, "grpcToken"),
     ({"istio": {"virtualService": {"enabled": True}}}, "hosts"),
+    ({"trainer": {"launcher": "kubeflow"}, "dataRoot": {"persistence": {"accessModes": ["ReadWriteOnce"]}}},
+     "ReadWriteMany"),
 ])
 def test_bad_values_fail_the_render_with_the_value_named(values, message):
     with pytest.raises(helm.HelmError, match=re.escape(message)):
@@ -108,9 +111,11 @@ def test_bad_values_fail_the_render_with_the_value_named(values, message):
 # --- Security -------------------------------------------------------------------------------
 
 
-def test_every_container_is_hardened_and_has_resources(manifests):
+def test_every_container_is_hardened_and_has_resources(scenario, manifests):
     for pod in k8s.pods(manifests):
-        assert pod.spec.get("automountServiceAccountToken") is False, pod.name
+        # Only the trainer talks to the Kubernetes API, and only to run TrainJobs.
+        talks_to_the_api = pod.component == "trainer" and scenario == "kubeflow"
+        assert pod.spec.get("automountServiceAccountToken") is talks_to_the_api, pod.name
         pod_ctx = pod.spec.get("securityContext", {})
         for container in pod.containers():
             where = f"{pod.name}/{container['name']}"
@@ -406,7 +411,7 @@ def test_network_policies_select_real_pods_and_only_allowed_peers(scenario, mani
         target = targets[0]
         by_component[target.component] = policy
         for rule in policy["spec"].get("ingress", []):
-            for port in rule["ports"]:
+            for port in rule.get("ports", []):
                 assert port["port"] in target.port_names(), f"{policy['metadata']['name']}: {port}"
             for peer in _peers(rule):
                 if "podSelector" in peer and "namespaceSelector" not in peer:
@@ -416,7 +421,7 @@ def test_network_policies_select_real_pods_and_only_allowed_peers(scenario, mani
         """Components allowed in on `port`, and whether anyone may come in."""
         components, open_ = set(), False
         for rule in by_component[component]["spec"].get("ingress", []):
-            if port not in {p["port"] for p in rule["ports"]}:
+            if port not in {p["port"] for p in rule.get("ports", [])}:
                 continue
             if not _peers(rule):
                 open_ = True

@@ -181,10 +181,16 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
 
-{{/* Pod-level scheduling and identity shared by the synthtune pods. */}}
+{{/* Pod-level scheduling and identity shared by the synthtune pods. Only a pod that talks to
+the Kubernetes API (the trainer, with the kubeflow launcher) passes serviceAccount, its own. */}}
 {{- define "synthtune.podCommon" -}}
+{{- if .serviceAccount -}}
+serviceAccountName: {{ .serviceAccount }}
+automountServiceAccountToken: true
+{{- else -}}
 serviceAccountName: {{ include "synthtune.serviceAccountName" .ctx }}
 automountServiceAccountToken: false
+{{- end }}
 {{- with .ctx.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -209,7 +215,7 @@ affinity:
 A gRPC service: Deployment + Service, native gRPC probes on the standard health service.
 Arguments: ctx, component, values (its section), port, listenEnv, replicas, recreate,
 readOnlyData, image, env (extra env items, YAML), gpu (a gpu section or nil),
-shmSize ("" for none).
+shmSize ("" for none), serviceAccount (its own, with the API token; "" for the shared one).
 */}}
 {{- define "synthtune.grpcService" -}}
 {{- $ctx := .ctx }}
@@ -243,7 +249,7 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
     spec:
-      {{- include "synthtune.podCommon" (dict "ctx" $ctx "values" .values) | nindent 6 }}
+      {{- include "synthtune.podCommon" (dict "ctx" $ctx "values" .values "serviceAccount" .serviceAccount) | nindent 6 }}
       # SIGTERM: health goes NOT_SERVING, in-flight calls get SYNTHTUNE_GRPC_SHUTDOWN_GRACE_S.
       terminationGracePeriodSeconds: 30
       containers:
@@ -352,4 +358,19 @@ rule there would open the port itself.
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* The kubeflow launcher's names: the trainer's service account and the TrainingRuntime. */}}
+{{- define "synthtune.trainerServiceAccountName" -}}
+{{- .Values.trainer.kubeflow.serviceAccountName | default (include "synthtune.componentName" (dict "ctx" . "component" "trainer")) }}
+{{- end }}
+
+{{- define "synthtune.trainingRuntimeName" -}}
+{{- .Values.trainer.kubeflow.runtimeName | default (include "synthtune.componentName" (dict "ctx" . "component" "trainer-node")) }}
+{{- end }}
+
+{{/* The image a training node runs: the trainer's, CUDA or CPU by trainer.kubeflow.gpu.enabled. */}}
+{{- define "synthtune.trainerNodeImage" -}}
+{{- $repository := ternary .Values.trainer.image.repository .Values.trainer.image.cpuRepository .Values.trainer.kubeflow.gpu.enabled }}
+{{- include "synthtune.image" (dict "ctx" . "repository" $repository "digest" .Values.trainer.image.digest) }}
 {{- end }}
