@@ -15,6 +15,8 @@ Every variable, with its default:
 - SYNTHTUNE_TRAINER_CHECKPOINT_KEEP  2             how many of a run's newest checkpoints are kept
 - SYNTHTUNE_TRAINER_MAX_AUTO_RESUMES 3             how often a run whose process died (or whose service
                                                       stopped) is resumed from its checkpoint by itself
+- SYNTHTUNE_TRAINER_FAILED_CHECKPOINTS_HOURS 72    how long a failed run keeps its checkpoints, so that it
+                                                      can be resumed by hand; then they are deleted (0: at once)
 - SYNTHTUNE_HF_HUB_CACHE            (unset)          Hugging Face hub cache for base models not under the
                                                       models root; alias TRANSFORMERS_CACHE (the old app's,
                                                       which transformers 5 no longer reads). Unset:
@@ -67,6 +69,8 @@ class TrainerSettings(CommonSettings):
         "SYNTHTUNE_TRAINER_CHECKPOINT_KEEP", "checkpoint_keep"))
     max_auto_resumes: int = Field(default=3, ge=0, le=100, validation_alias=env_alias(
         "SYNTHTUNE_TRAINER_MAX_AUTO_RESUMES", "max_auto_resumes"))
+    failed_checkpoints_hours: float = Field(default=72.0, ge=0, le=24 * 365, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_FAILED_CHECKPOINTS_HOURS", "failed_checkpoints_hours"))
     hf_hub_cache: Path | None = Field(
         default=None, validation_alias=AliasChoices("SYNTHTUNE_HF_HUB_CACHE", "hf_hub_cache", "TRANSFORMERS_CACHE"))
 

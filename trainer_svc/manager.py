@@ -10,7 +10,8 @@ Resume (trainer_svc.checkpoints): a run whose child died without an error of its
 that was training when the service stopped, goes back to the head of the queue and
 resumes from its newest checkpoint, at most `max_auto_resumes` times; without a
 checkpoint it fails as before (killed, or interrupted). Queued runs carry on after a
-restart.
+restart. A failed run keeps its checkpoints for `failed_checkpoints_hours`, so that it can be
+resumed by hand, then the scheduler deletes them.
 
 The kubeflow launcher (trainer_svc.kubeflow) trains a run as a TrainJob in other pods
 instead of a child process: events come through the run folder, a Failed job fails (or
@@ -33,6 +34,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 _BASE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 WATCH_POLL_S = 1.0
+CHECKPOINT_SWEEP_S = 3600.0
 
 
 @dataclass
@@ -108,6 +111,15 @@ class RunManager:
             if not self._resume_after_crash(run, why="the trainer service stopped while it was training"):
                 self.store.set_state(run, RunState.FAILED, error=INTERRUPTED)
                 logger.warning("run interrupted by a service restart", extra={"run_id": run.run_id})
+
+    def remove_expired_checkpoints(self, *, now: datetime | None = None) -> None:
+        """Failed runs keep their checkpoints `failed_checkpoints_hours` for a resume by hand, then lose them."""
+        cutoff = (now or datetime.now(UTC)) - timedelta(hours=self.settings.failed_checkpoints_hours)
+        for run in self.store.list():
+            folder = checkpoints_dir(self.settings.data_root, run.run_id)
+            if run.state == RunState.FAILED and run.updated_at <= cutoff and folder.exists():
+                remove_checkpoints(folder)
+                logger.info("removed a failed run's checkpoints", extra={"run_id": run.run_id})
 
     def start_scheduler(self) -> None:
         self._scheduler = asyncio.create_task(self._schedule(), name="run-scheduler")
@@ -219,8 +231,10 @@ class RunManager:
     async def _schedule(self) -> None:
         while True:
             while not self._queue:
+                self.remove_expired_checkpoints()  # after every run, and hourly while idle
                 self._wake.clear()
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=CHECKPOINT_SWEEP_S)
             run = self.store.get(self._queue.popleft())
             try:
                 await self._train(run)

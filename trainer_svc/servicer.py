@@ -46,6 +46,7 @@ _HYPERPARAMETERS = {
     "quantize_4bit": ("device", "quantize_4bit"),
     "num_nodes": ("distributed", "num_nodes"),
     "processes_per_node": ("distributed", "processes_per_node"),
+    "keep_checkpoints": ("training", "keep_checkpoints"),
 }
 # Run-config field names in domain errors -> request field names.
 _FIELD_NAMES = {name: f"hyperparameters.{proto}" for proto, (_, name) in _HYPERPARAMETERS.items()}

@@ -65,6 +65,11 @@ class HyperparametersInputSerializer(serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, max_value=limits.MAX_SEED, required=False)
     device = serializers.ChoiceField(choices=limits.DEVICES, required=False)
     quantize_4bit = serializers.BooleanField(required=False, allow_null=True, help_text="QLoRA; CUDA only.")
+    keep_checkpoints = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="Keep the checkpoints once the run has succeeded (default: deleted after the export).",
+    )
     num_nodes = serializers.IntegerField(
         min_value=1, max_value=limits.MAX_NODES, required=False, help_text="Machines; default 1."
     )

@@ -74,6 +74,9 @@ class FineTuneForm(forms.Form):
         help_text="Training processes (data parallel); blank: one per GPU, else 1. More than one needs "
         "the trainer's torchrun launcher.",
     )
+    keep_checkpoints = forms.BooleanField(
+        required=False, label="Keep checkpoints", help_text="Default: deleted once the run has succeeded."
+    )
     merge_full_model = forms.BooleanField(required=False, label="Also export a merged full model")
 
     MAIN_HYPERPARAMETERS = ("epochs", "learning_rate", "max_length", "batch_size")
@@ -86,6 +89,7 @@ class FineTuneForm(forms.Form):
         "gradient_accumulation_steps",
         "eval_fraction",
         "processes_per_node",
+        "keep_checkpoints",
     )
     FIELDSETS = (
         ("", "", ("datasets", "base_model", "adapter_name")),
@@ -111,8 +115,8 @@ class FineTuneForm(forms.Form):
     def params(self) -> dict[str, Any]:
         """RunParams keyword arguments; unset hyperparameters are left to the trainer's defaults."""
         data = self.cleaned_data
-        hyperparameters = {
-            name: data[name] for name in self.HYPERPARAMETERS if data.get(name) not in (None, "")
+        hyperparameters = {  # an unticked box is the default too
+            name: data[name] for name in self.HYPERPARAMETERS if data.get(name) not in (None, "", False)
         }
         return {
             "datasets": [dataset.name for dataset in data["datasets"]],

@@ -53,7 +53,7 @@ _NUMBERS: dict[str, tuple[type, float, float, bool, bool]] = {
     "num_nodes": (int, 1, MAX_NODES, False, False),
     "processes_per_node": (int, 1, MAX_PROCESSES_PER_NODE, False, False),
 }
-_BOOLS = ("packing", "quantize_4bit")
+_BOOLS = ("packing", "quantize_4bit", "keep_checkpoints")
 HYPERPARAMETERS = (*_NUMBERS, "target_modules", *_BOOLS, "device")
 
 

@@ -16,6 +16,7 @@ _HYPERPARAMETERS = {
     "grad_accum": "gradient_accumulation_steps", "max_length": "max_length", "lora_r": "lora_r",
     "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "eval_fraction": "eval_fraction",
     "device": "device", "seed": "seed", "nodes": "num_nodes", "processes_per_node": "processes_per_node",
+    "keep_checkpoints": "keep_checkpoints",
 }
 
 
@@ -43,6 +44,8 @@ def runs() -> None:
 @click.option("--processes-per-node", type=int,
               help="Training processes per machine [default: one per GPU, else 1; >1 needs the torchrun launcher].")
 @click.option("--target-module", "target_modules", multiple=True, help="LoRA target (repeatable) [default: per architecture].")
+@click.option("--keep-checkpoints", is_flag=True, default=None,
+              help="Keep the checkpoints once the run has succeeded [default: deleted after the export].")
 @click.option("--merge", "merge_full_model", is_flag=True, help="Also export a merged full model.")
 @click.option("--watch/--no-watch", default=True, show_default=True, help="Follow the run with a progress bar.")
 @pass_context

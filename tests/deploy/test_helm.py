@@ -388,7 +388,8 @@ def test_cpu_trainer_uses_the_cpu_image_and_no_gpu():
 def test_trainer_checkpoint_and_launcher_values_reach_its_settings():
     container = k8s.pod(manifests_of("external"), "trainer").container("trainer")
     assert [k8s.env_value(container, f"SYNTHTUNE_TRAINER_{name}")
-            for name in ("CHECKPOINT_STEPS", "CHECKPOINT_KEEP", "MAX_AUTO_RESUMES", "LAUNCHER")] == ["50", "2", "3", "local"]
+            for name in ("CHECKPOINT_STEPS", "CHECKPOINT_KEEP", "MAX_AUTO_RESUMES", "FAILED_CHECKPOINTS_HOURS",
+                         "LAUNCHER")] == ["50", "2", "3", "72", "local"]
 
 
 # --- NetworkPolicy -------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ RUN_STATE_FAILED: RunState
 RUN_STATE_CANCELLED: RunState
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "epochs", "learning_rate", "batch_size", "gradient_accumulation_steps", "max_length", "eval_fraction", "packing", "seed", "device", "quantize_4bit", "num_nodes", "processes_per_node")
+    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "epochs", "learning_rate", "batch_size", "gradient_accumulation_steps", "max_length", "eval_fraction", "packing", "seed", "device", "quantize_4bit", "num_nodes", "processes_per_node", "keep_checkpoints")
     LORA_R_FIELD_NUMBER: _ClassVar[int]
     LORA_ALPHA_FIELD_NUMBER: _ClassVar[int]
     LORA_DROPOUT_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class Hyperparameters(_message.Message):
     QUANTIZE_4BIT_FIELD_NUMBER: _ClassVar[int]
     NUM_NODES_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    KEEP_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
     lora_r: int
     lora_alpha: float
     lora_dropout: float
@@ -61,7 +62,8 @@ class Hyperparameters(_message.Message):
     quantize_4bit: bool
     num_nodes: int
     processes_per_node: int
-    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., epochs: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., max_length: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., packing: _Optional[bool] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., quantize_4bit: _Optional[bool] = ..., num_nodes: _Optional[int] = ..., processes_per_node: _Optional[int] = ...) -> None: ...
+    keep_checkpoints: bool
+    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., epochs: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., max_length: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., packing: _Optional[bool] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., quantize_4bit: _Optional[bool] = ..., num_nodes: _Optional[int] = ..., processes_per_node: _Optional[int] = ..., keep_checkpoints: _Optional[bool] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
     __slots__ = ("base_model", "datasets", "hyperparameters", "adapter_name", "merge_full_model")

@@ -79,6 +79,7 @@ def test_unknown_runs_and_adapters_are_404(api):
         ({"hyperparameters": {"epochs": "many"}}, "hyperparameters.epochs"),
         ({"hyperparameters": {"processes_per_node": 0}}, "hyperparameters.processes_per_node"),
         ({"hyperparameters": {"num_nodes": 65}}, "hyperparameters.num_nodes"),
+        ({"hyperparameters": {"keep_checkpoints": "maybe"}}, "hyperparameters.keep_checkpoints"),
     ],
 )
 def test_bad_input_is_400_naming_the_field_and_writes_nothing(api, overrides, field):
@@ -367,7 +368,7 @@ def test_a_killed_run_fails_then_resumes_by_request_and_succeeds(api, trainer, d
 
     make_dataset()
     hyperparameters = {"epochs": 20, "max_length": 128, "packing": False, "batch_size": 1,
-                       "gradient_accumulation_steps": 1}  # fmt: skip
+                       "gradient_accumulation_steps": 1, "keep_checkpoints": True}  # fmt: skip
     run_id = api.post(RUNS, run_body(hyperparameters=hyperparameters), format="json").json()["run_id"]
     wait_for_service_step(run_id)
     # Killed before its first checkpoint (step 50): no automatic resume, the run fails.
@@ -383,3 +384,6 @@ def test_a_killed_run_fails_then_resumes_by_request_and_succeeds(api, trainer, d
     assert "resume requested: it goes on from the start (it has no checkpoint)" in messages
     detail = api.get(f"{RUNS}{run_id}/").json()
     assert (detail["resumed_from_step"], detail["world_size"], detail["effective_batch_size"]) == (0, 1, 1)
+    # Asked to keep its checkpoints: one per epoch but the last, the newest two kept.
+    assert run.config["hyperparameters"]["training"]["keep_checkpoints"] is True
+    assert len(list((data_root / "runs" / run_id / "checkpoints").glob("checkpoint-*"))) == 2
