@@ -43,7 +43,7 @@ from synthtune.eventlog import Event, follow
 from synthtune.files import atomic_write_bytes
 from synthtune.paths import validate_name
 from trainer_svc.checkpoints import checkpoint_step, checkpoints_dir, latest_checkpoint, remove_checkpoints
-from trainer_svc.child import CANCEL_FILE, die_with_parent
+from trainer_svc.child import CANCEL_FILE
 from trainer_svc.config import TrainerSettings
 from trainer_svc.event_file import CHILD_EVENTS_FILE
 from trainer_svc.export import remove_stale_exports
@@ -257,7 +257,7 @@ class RunManager:
         with (run_dir / "child.log").open("ab") as child_log:
             proc = await asyncio.create_subprocess_exec(
                 *command, str(run_dir), stdout=asyncio.subprocess.PIPE, stderr=child_log, limit=1 << 24,
-                env=env, preexec_fn=die_with_parent,  # torchrun does not ask for it itself
+                env=env,
             )
         self._current, self._current_run = proc, run
         self._throughput = Throughput()
@@ -407,8 +407,10 @@ class RunManager:
         processes = int(run.plan.get("hyperparameters", {}).get("distributed", {}).get("processes_per_node") or 1)
         # Each rank gets its share of the cores: more threads than cores slows training several-fold.
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-                f"--nproc-per-node={processes}", "-m", "trainer_svc.child"], env
+        # The child asks the kernel to kill it when the service dies (die_with_parent); torchrun
+        # doesn't, so it starts through trainer_svc.guard, which does and then becomes torchrun.
+        return [sys.executable, "-m", "trainer_svc.guard", sys.executable, "-m", "torch.distributed.run",
+                "--standalone", "--nnodes=1", f"--nproc-per-node={processes}", "-m", "trainer_svc.child"], env
 
     def _checkpoint_of(self, run: Run) -> Path | None:
         return latest_checkpoint(checkpoints_dir(self.settings.data_root, run.run_id))
