@@ -115,8 +115,10 @@ class FineTuneForm(forms.Form):
     def params(self) -> dict[str, Any]:
         """RunParams keyword arguments; unset hyperparameters are left to the trainer's defaults."""
         data = self.cleaned_data
-        hyperparameters = {  # an unticked box is the default too
-            name: data[name] for name in self.HYPERPARAMETERS if data.get(name) not in (None, "", False)
+        hyperparameters = {  # blank, or an unticked box (`is False`: 0 is a value), is the default
+            name: data[name]
+            for name in self.HYPERPARAMETERS
+            if data.get(name) not in (None, "") and data.get(name) is not False
         }
         return {
             "datasets": [dataset.name for dataset in data["datasets"]],

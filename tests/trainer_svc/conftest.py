@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from synthtune.prompt_format import instruction_prompt
 from synthtune.trainer.v1 import trainer_pb2 as pb
 from trainer_svc.hyperparams import DeviceOptions, DistributedOptions, LoraOptions, RunConfig, TrainingOptions
 
@@ -49,6 +50,37 @@ def wait_for_run(stub, run_id: str, predicate=lambda run: run.state in TERMINAL_
             return run
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} never reached the condition; last state {run.state}")
+
+
+MAX_NEW_TOKENS = 40
+
+
+def generate(model_dir, adapter_dir, prompts: list[str]) -> list[tuple[str, bool]]:
+    """Greedy answers as (text, stopped on an end token before MAX_NEW_TOKENS); base model if no adapter."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir or model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, adapter_dir)
+    model.eval()
+    stop_ids = model.generation_config.eos_token_id
+    stop_ids = set(stop_ids if isinstance(stop_ids, list) else [stop_ids])
+    answers = []
+    for prompt in prompts:
+        if tokenizer.chat_template:
+            inputs = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                   return_dict=True, return_tensors="pt")
+        else:
+            inputs = tokenizer(instruction_prompt(prompt), return_tensors="pt")
+        with torch.no_grad():
+            output = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+        new = output[0, inputs["input_ids"].shape[1]:].tolist()
+        stopped = bool(new) and new[-1] in stop_ids and len(new) < MAX_NEW_TOKENS
+        answers.append((tokenizer.decode(new, skip_special_tokens=True).strip(), stopped))
+    return answers
 
 
 def run_config(data_root: Path, models: Path, *, model: str = "tiny-phi3", datasets: list[str] | None = None,

@@ -19,9 +19,15 @@ import time
 
 import pytest
 
-from synthtune.prompt_format import instruction_prompt
 from tests.support.procs import REPO
-from tests.trainer_svc.conftest import ANSWER, HELD_OUT, fixed_answer_rows, run_config, write_dataset
+from tests.trainer_svc.conftest import (
+    ANSWER,
+    HELD_OUT,
+    fixed_answer_rows,
+    generate,
+    run_config,
+    write_dataset,
+)
 from trainer_svc.training import main, validate_run
 
 pytestmark = pytest.mark.slow
@@ -29,7 +35,6 @@ pytestmark = pytest.mark.slow
 LEARN = {"learning_rate": 5e-3, "epochs": 15, "batch_size": 1, "gradient_accumulation_steps": 1}
 STEP_FIELDS = {"type", "time", "step", "max_steps", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s",
                "eta_s", "num_tokens", "mean_token_accuracy", "elapsed_s"}
-MAX_NEW_TOKENS = 40
 
 
 def train(tmp_path_factory, models, model: str):
@@ -54,34 +59,6 @@ def phi3_run(tmp_path_factory, tiny_models):
 @pytest.fixture(scope="module")
 def plain_run(tmp_path_factory, tiny_models):
     return train(tmp_path_factory, tiny_models, "tiny-llama-plain")
-
-
-def generate(model_dir, adapter_dir, prompts: list[str]) -> list[tuple[str, bool]]:
-    """Greedy answers as (text, stopped on an end token before MAX_NEW_TOKENS); base model if no adapter."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(adapter_dir or model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    if adapter_dir is not None:
-        model = PeftModel.from_pretrained(model, adapter_dir)
-    model.eval()
-    stop_ids = model.generation_config.eos_token_id
-    stop_ids = set(stop_ids if isinstance(stop_ids, list) else [stop_ids])
-    answers = []
-    for prompt in prompts:
-        if tokenizer.chat_template:
-            inputs = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                   return_dict=True, return_tensors="pt")
-        else:
-            inputs = tokenizer(instruction_prompt(prompt), return_tensors="pt")
-        with torch.no_grad():
-            output = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
-        new = output[0, inputs["input_ids"].shape[1]:].tolist()
-        stopped = bool(new) and new[-1] in stop_ids and len(new) < MAX_NEW_TOKENS
-        answers.append((tokenizer.decode(new, skip_special_tokens=True).strip(), stopped))
-    return answers
 
 
 @pytest.mark.parametrize("which", ["phi3_run", "plain_run"])
