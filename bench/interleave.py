@@ -30,25 +30,22 @@ class Comparison:
         """The median of the per-round ratios: what the verdict is taken on."""
         return statistics.median(self.ratios)
 
-    def figures(self, candidate: str, baseline: str, *, unit: str, digits: int = 0) -> dict:
+    def figures(self, candidate: str, baseline: str, *, unit: str) -> dict:
         """Each side's median and relative spread, and the ratio with its range, for the report."""
-        def rounded(value: float) -> float:
-            return round(value) if digits == 0 else round(value, digits)
-
         def spread(runs: list[float]) -> str:
             median = statistics.median(runs)
             return f"±{50 * (max(runs) - min(runs)) / median:.1f}%"
 
         return {
-            f"{candidate}_{unit}": rounded(statistics.median(self.candidate)),
-            f"{baseline}_{unit}": rounded(statistics.median(self.baseline)),
+            f"{candidate}_{unit}": round(statistics.median(self.candidate)),
+            f"{baseline}_{unit}": round(statistics.median(self.baseline)),
             f"{candidate}_spread": spread(self.candidate),
             f"{baseline}_spread": spread(self.baseline),
             "ratio": round(self.ratio, 3),
             "ratio_range": f"{min(self.ratios):.3f}-{max(self.ratios):.3f}",
             "rounds": len(self.ratios),
-            f"runs_{candidate}": [rounded(x) for x in self.candidate],
-            f"runs_{baseline}": [rounded(x) for x in self.baseline],
+            f"runs_{candidate}": [round(x) for x in self.candidate],
+            f"runs_{baseline}": [round(x) for x in self.baseline],
         }
 
 

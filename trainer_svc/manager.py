@@ -355,8 +355,8 @@ class RunManager:
 
         (run_dir / CANCEL_FILE).unlink(missing_ok=True)  # from an earlier attempt of a resumed run
         (run_dir / CHILD_EVENTS_FILE).unlink(missing_ok=True)
-        distributed = run.plan.get("hyperparameters", {}).get("distributed", {})
-        nodes, processes = int(distributed.get("num_nodes") or 1), int(distributed.get("processes_per_node") or 1)
+        nodes = int(run.distributed.get("num_nodes") or 1)
+        processes = int(run.distributed.get("processes_per_node") or 1)
         name = kubeflow.train_job_name(run.run_id)
         manifest = kubeflow.train_job_manifest(self.settings, name=name, run_id=run.run_id, run_dir=run_dir.resolve(),
                                                num_nodes=nodes, processes_per_node=processes, environ=dict(os.environ))
@@ -404,7 +404,7 @@ class RunManager:
         env = dict(os.environ)
         if self.settings.launcher == "local":
             return [sys.executable, "-m", "trainer_svc.child"], env
-        processes = int(run.plan.get("hyperparameters", {}).get("distributed", {}).get("processes_per_node") or 1)
+        processes = int(run.distributed.get("processes_per_node") or 1)
         # Each rank gets its share of the cores: more threads than cores slows training several-fold.
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
         # The child asks the kernel to kill it when the service dies (die_with_parent); torchrun

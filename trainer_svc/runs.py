@@ -73,6 +73,11 @@ class Run:
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
 
+    @property
+    def distributed(self) -> dict[str, Any]:
+        """The validated num_nodes, processes_per_node and world_size ({} before validation)."""
+        return self.plan.get("hyperparameters", {}).get("distributed", {})
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["state"] = str(self.state)

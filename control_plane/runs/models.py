@@ -84,14 +84,18 @@ class Run(models.Model):
         return self.state in self.TERMINAL_STATES
 
     @property
+    def _distributed(self) -> dict[str, Any]:
+        return self.config.get("hyperparameters", {}).get("distributed", {})
+
+    @property
     def world_size(self) -> int:
         """Processes the run trains in (from the trainer's resolved config; 1 until it is known)."""
-        return int(self.config.get("hyperparameters", {}).get("distributed", {}).get("world_size") or 1)
+        return int(self._distributed.get("world_size") or 1)
 
     @property
     def effective_batch_size(self) -> int | None:
         """batch x accumulation x world size, as the trainer resolved it."""
-        value = self.config.get("hyperparameters", {}).get("distributed", {}).get("effective_batch_size")
+        value = self._distributed.get("effective_batch_size")
         return int(value) if value else None
 
     @property
