@@ -141,3 +141,17 @@ def _overlap(tokens: list[str], index: EvalIndex) -> tuple[int, float, str] | No
     reason = (f'overlaps {index.name} row {eval_row} ("{preview(index.texts[eval_row])}"): '
               f"{shared[eval_row]} shared {index.n}-word runs, {overlap:.0%} of the shorter")
     return eval_row, overlap, reason
+
+
+def contamination(
+    instruction: str, eval_index: EvalIndex, *, threshold: float = DEFAULT_THRESHOLD, index: int = 0
+) -> Contaminated | None:
+    """One row's check, for a job that checks rows as they come: the overlap that drops it, or None.
+
+    `threshold` is trusted (checked once with `check_threshold` when the job was validated).
+    """
+    found = _overlap(words(instruction), eval_index)
+    if found and found[1] >= threshold:
+        eval_row, overlap, reason = found
+        return Contaminated(index=index, eval_index=eval_row, overlap=overlap, reason=reason)
+    return None

@@ -45,8 +45,9 @@ RESUMABLE = frozenset({JobState.FAILED, JobState.CANCELLED})
 class EventKind(StrEnum):
     STATE_CHANGED = "state_changed"  # {"state", "error"}
     PROGRESS = "progress"  # {"counts", "target_rows", "usage"}
-    ROW_REJECTED = "row_rejected"  # {"index", "instruction", "kind", "reason"}
-    DATASET_WRITTEN = "dataset_written"  # {"dataset_path", "sha256", "size_bytes", "counts"}
+    ROW_REJECTED = "row_rejected"  # {"index", "instruction", "kind", "reason", "check"}
+    DATASET_WRITTEN = "dataset_written"  # {"dataset_path", "sha256", "size_bytes", "counts", "metadata_path", "report"}
+    JUDGE_FAILED = "judge_failed"  # {"index", "instruction", "reason"}: the row is kept unjudged
 
 
 def _now() -> datetime:
@@ -79,6 +80,10 @@ class Job:
     error: str = ""
     sha256: str = ""
     size_bytes: int = 0
+    judge_usage: Usage = field(default_factory=Usage)
+    # FilterReport's JSON: {"dropped_by": {check: rows}, "near_dup_clusters", "judged", "judge_failures"}
+    report: dict[str, Any] = field(default_factory=dict)
+    metadata_path: str = ""  # relative to the data root; set once the dataset is written
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
 
@@ -97,6 +102,7 @@ class Job:
                 "state": JobState(data["state"]),
                 "counts": Counts(**data["counts"]),
                 "usage": Usage(**data["usage"]),
+                "judge_usage": Usage(**data.get("judge_usage", {})),
                 "created_at": datetime.fromisoformat(data["created_at"]),
                 "updated_at": datetime.fromisoformat(data["updated_at"]),
             }
@@ -107,6 +113,8 @@ class Job:
             "counts": dataclasses.asdict(self.counts),
             "target_rows": self.target_rows,
             "usage": dataclasses.asdict(self.usage),
+            "judge_usage": dataclasses.asdict(self.judge_usage),
+            "report": self.report,
         }
 
 

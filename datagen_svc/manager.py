@@ -13,13 +13,15 @@ import logging
 import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 from datagen_svc.config import DatagenSettings
-from datagen_svc.generator import DatasetFiles, GenerationFailed, generate
+from datagen_svc.filters import read_rows
+from datagen_svc.generator import DatasetFiles, GenerationFailed, generate, metadata_path
 from datagen_svc.jobs import INTERRUPTED, RESUMABLE, TERMINAL, Job, JobState, JobStore
 from datagen_svc.openai_client import ChatClient, ClientConfig
-from datagen_svc.spec import GenerationSpec, validate_spec
+from datagen_svc.spec import Endpoint, GenerationSpec, Limits, Mode, validate_spec
 from synthtune import jsonl, records
 from synthtune.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
 from synthtune.eventlog import Event, follow
@@ -60,8 +62,11 @@ class JobManager:
             ):
                 # The crash hit after the atomic publish (a hard link) but before the job was saved.
                 files.partial.unlink(missing_ok=True)
+                if files.meta_partial.exists():
+                    os.replace(files.meta_partial, files.meta_final)
                 job.sha256, job.size_bytes = sha256_file(files.final), files.final.stat().st_size
                 job.counts.kept = jsonl.count_rows(files.final)
+                job.metadata_path = metadata_path(job.dataset_path)
                 self.store.set_state(job, JobState.SUCCEEDED)
                 continue
             job.counts.kept = len(jsonl.recover(files.partial, check=records.row_format))
@@ -87,13 +92,19 @@ class JobManager:
         spec = validate_spec(
             spec, max_rows=self.settings.max_rows, max_concurrency=self.settings.max_concurrency
         )
+        if spec.dataset_name.endswith(".meta"):
+            raise InvalidArgument(
+                "dataset_name must not end in .meta: datasets/<name>.meta.jsonl holds a dataset's row metadata.",
+                field="dataset_name",
+            )
         dataset_path = f"datasets/{spec.dataset_name}.jsonl"
         resolve_under(self.data_root, dataset_path, field="dataset_name")
         self._check_name_free(spec.dataset_name, dataset_path)
+        target_rows = self._check_inputs(spec)
         job = self.store.create(
             dataset_name=spec.dataset_name,
             dataset_path=dataset_path,
-            target_rows=spec.num_rows,
+            target_rows=target_rows,
             params=spec.public_params(),
         )
         logger.info(
@@ -108,7 +119,7 @@ class JobManager:
         self._launch(job, spec)
         return job
 
-    def resume(self, job_id: str, *, token: str) -> Job:
+    def resume(self, job_id: str, *, token: str, judge_token: str = "") -> Job:
         """Queue a failed or cancelled job again; it keeps its rows and continues to its target."""
         self._refuse_when_closing()
         job = self.store.get(job_id)
@@ -125,13 +136,17 @@ class JobManager:
                 field="job_id",
             )
         try:
-            spec = GenerationSpec.from_params(job.params, token=token)
+            spec = GenerationSpec.from_params(job.params, token=token, judge_token=judge_token)
             spec = validate_spec(
                 spec, max_rows=self.settings.max_rows, max_concurrency=self.settings.max_concurrency
             )
         except InvalidArgument as exc:
             if exc.field == "endpoint.token":
                 raise InvalidArgument(exc.message.replace("endpoint.token", "token"), field="token") from None
+            if exc.field == "filters.judge.endpoint.token":
+                raise InvalidArgument(
+                    exc.message.replace("filters.judge.endpoint.token", "judge_token"), field="judge_token"
+                ) from None
             raise FailedPrecondition(
                 f"job {job_id} can no longer run here: {exc.message}", field="job_id"
             ) from None
@@ -205,6 +220,20 @@ class JobManager:
                 field="dataset_name",
             )
 
+    def _check_inputs(self, spec: GenerationSpec) -> int:
+        """The job's target rows, once the files it reads are known to exist and be valid.
+
+        Mode curate's target is its source's row count (or num_rows, when smaller).
+        """
+        for i, relpath in enumerate(spec.filters.decontam.eval_paths):
+            read_rows(self.data_root, relpath, field=f"filters.decontam.eval_paths[{i}]")
+        if spec.mode is not Mode.CURATE:
+            return spec.num_rows
+        if spec.source_path == f"datasets/{spec.dataset_name}.jsonl":
+            raise InvalidArgument("source_path is the dataset this job would write.", field="source_path")
+        rows = len(read_rows(self.data_root, spec.source_path, field="source_path"))
+        return min(spec.num_rows, rows) if spec.num_rows else rows
+
     def _refuse_when_closing(self) -> None:
         if self._closing:
             raise Unavailable("the datagen service is shutting down; try again shortly.")
@@ -213,14 +242,27 @@ class JobManager:
         self._tasks[job.job_id] = asyncio.create_task(self._run(job, spec), name=f"datagen-{job.job_id}")
 
     async def _run(self, job: Job, spec: GenerationSpec) -> None:
-        token = spec.endpoint.token
-        self._hold_secret(token)
+        tokens = (spec.endpoint.token, spec.filters.judge.endpoint.token)
+        for token in tokens:
+            self._hold_secret(token)
         try:
             async with self._running_slots:
                 self.store.set_state(job, JobState.RUNNING)
-                async with self._client_factory(self._client_config(spec)) as client:
+                async with AsyncExitStack() as clients:
+                    teacher = judge = None
+                    if spec.mode is not Mode.CURATE:
+                        teacher = await clients.enter_async_context(
+                            self._client_factory(self._client_config(spec.endpoint, spec.limits))
+                        )
+                    if spec.filters.judge.enabled:
+                        judge = await clients.enter_async_context(
+                            self._client_factory(
+                                self._client_config(spec.filters.judge.endpoint, spec.filters.judge.limits)
+                            )
+                        )
                     await generate(
-                        job=job, spec=spec, store=self.store, client=client, data_root=self.data_root
+                        job=job, spec=spec, store=self.store, client=teacher, judge_client=judge,
+                        data_root=self.data_root,
                     )
                 self.store.set_state(job, JobState.SUCCEEDED)
         except asyncio.CancelledError:
@@ -253,11 +295,11 @@ class JobManager:
                 },
             )
         finally:
-            self._release_secret(token)
+            for token in tokens:
+                self._release_secret(token)
             self._tasks.pop(job.job_id, None)
 
-    def _client_config(self, spec: GenerationSpec) -> ClientConfig:
-        endpoint = spec.endpoint
+    def _client_config(self, endpoint: Endpoint, limits: Limits) -> ClientConfig:
         return ClientConfig(
             base_url=endpoint.base_url,
             model=endpoint.model,
@@ -265,8 +307,8 @@ class JobManager:
             skip_tls_verify=endpoint.skip_tls_verify,
             timeout_s=endpoint.request_timeout_s,
             max_retries=endpoint.max_retries,
-            concurrency=spec.limits.concurrency,
-            requests_per_minute=spec.limits.requests_per_minute,
+            concurrency=limits.concurrency,
+            requests_per_minute=limits.requests_per_minute,
             backoff_initial_s=self.settings.retry_initial_s,
             backoff_max_s=self.settings.retry_max_s,
         )

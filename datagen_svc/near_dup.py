@@ -158,3 +158,64 @@ def _best_twin(
         if similarity >= threshold and (best is None or similarity > best[1]):
             best = (candidate, similarity)
     return best
+
+
+class NearDupIndex:
+    """The same check, one row at a time, for a job that keeps rows as they come.
+
+    `admit` answers whether a row is a near duplicate of a row admitted before it
+    (and if not, admits it); `remove` takes a row back out when nothing was kept for
+    it after all (its answer failed or the judge dropped it), so a later twin may
+    take its place. Keys are the job's row numbers, which reasons name.
+    """
+
+    def __init__(self, *, threshold: float = DEFAULT_THRESHOLD):
+        self.threshold = check_threshold(threshold)
+        bands, rows = band_shape(self.threshold, NUM_PERM)
+        self._lsh = MinHashLSH(num_perm=NUM_PERM, params=(bands, rows))
+        self._rows: dict[int, tuple[str, str, np.ndarray]] = {}  # key -> (instruction, words, signature)
+        self._key_of_words: dict[str, int] = {}
+        # kept row -> rows dropped as its near duplicates (the clusters of the batch report)
+        self.clusters: dict[int, int] = {}
+
+    def admit(self, key: int, instruction: str) -> NearDuplicate | None:
+        text = " ".join(words(instruction))
+        if (twin := self._key_of_words.get(text)) is not None:
+            return self._duplicate(key, twin, 1.0)
+        shingles = char_shingles(text, SHINGLE_CHARS)
+        sketch = MinHash(num_perm=NUM_PERM, seed=SEED, hashfunc=zlib.crc32)
+        sketch.update_batch([s.encode() for s in shingles])
+        if shingles and (match := self._best_twin(shingles, sketch)):
+            return self._duplicate(key, *match)
+        if shingles:
+            self._lsh.insert(key, sketch, check_duplication=False)
+        self._rows[key] = (instruction, text, sketch.hashvalues)
+        self._key_of_words[text] = key
+        return None
+
+    def remove(self, key: int) -> None:
+        row = self._rows.pop(key, None)
+        if row is None:
+            return
+        if key in self._lsh:
+            self._lsh.remove(key)
+        self._key_of_words.pop(row[1], None)
+        self.clusters.pop(key, None)
+
+    def _best_twin(self, shingles: set[str], sketch: MinHash) -> tuple[int, float] | None:
+        best: tuple[int, float] | None = None
+        for candidate in sorted(self._lsh.query(sketch)):
+            _, text, signature = self._rows[candidate]
+            if (signature == sketch.hashvalues).mean() < self.threshold - ESTIMATE_MARGIN:
+                continue
+            similarity = jaccard(shingles, char_shingles(text, SHINGLE_CHARS))
+            if similarity >= self.threshold and (best is None or similarity > best[1]):
+                best = (candidate, similarity)
+        return best
+
+    def _duplicate(self, key: int, twin: int, similarity: float) -> NearDuplicate:
+        self.clusters[twin] = self.clusters.get(twin, 0) + 1
+        return NearDuplicate(
+            index=key, twin=twin, jaccard=similarity,
+            reason=f'near duplicate of row {twin} ("{preview(self._rows[twin][0])}") (Jaccard {similarity:.2f})',
+        )

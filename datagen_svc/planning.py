@@ -16,6 +16,9 @@ import json
 import logging
 import random
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from datagen_svc.openai_client import ChatClient, EndpointError
@@ -45,8 +48,24 @@ class PlanningError(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Planned:
+    """One instruction to answer, and where it came from.
+
+    `provenance` goes to the row's line in the dataset's metadata file (never into the
+    training row): always {"strategy": <mode>}, plus e.g. "parent" (the instruction it
+    was evolved from), "evolutions" or "topic_path".
+    """
+
+    instruction: str
+    provenance: dict[str, Any]
+    # Mode curate: the source row as it stands (nothing is asked of a teacher) and its row number.
+    row: dict[str, Any] | None = None
+    index: int | None = None
+
+
 class InstructionSource(Protocol):
-    async def next(self, *, wanted: int) -> str | None:
+    async def next(self, *, wanted: int) -> Planned | None:
         """The next instruction, or None when there are no more. `wanted` hints how many are still needed."""
 
 
@@ -54,8 +73,8 @@ class FixedSource:
     def __init__(self, prompt_template: str):
         self._prompt = prompt_template
 
-    async def next(self, *, wanted: int) -> str | None:
-        return self._prompt
+    async def next(self, *, wanted: int) -> Planned | None:
+        return Planned(self._prompt, {"strategy": "fixed"})
 
 
 class ListSource:
@@ -65,10 +84,10 @@ class ListSource:
         self._items = iter(instructions)
         self._answered = answered
 
-    async def next(self, *, wanted: int) -> str | None:
+    async def next(self, *, wanted: int) -> Planned | None:
         for item in self._items:
             if normalise_instruction(item) not in self._answered:
-                return item
+                return Planned(item, {"strategy": "from_instructions"})
         return None
 
 
@@ -100,7 +119,7 @@ class SelfInstructSource:
         self._use_schema = True
         self._rng = rng or random.Random()
 
-    async def next(self, *, wanted: int) -> str | None:
+    async def next(self, *, wanted: int) -> Planned | None:
         async with self._lock:
             while not self._buffer:
                 if self._barren >= MAX_BARREN_BATCHES:
@@ -115,7 +134,7 @@ class SelfInstructSource:
                 self._recent = (self._recent + fresh)[-QUOTED_ITEMS:]
                 # Repeats are passed on too: the generator drops them, with a reason.
                 self._buffer.extend(batch)
-            return self._buffer.pop(0)
+            return Planned(self._buffer.pop(0), {"strategy": "self_instruct"})
 
     async def _ask(self, count: int) -> tuple[str, list[str]]:
         messages = [{"role": "user", "content": self._prompt(count)}]
@@ -268,16 +287,74 @@ def _clean(items: list[Any]) -> list[str]:
     return out
 
 
-def make_source(*, spec: GenerationSpec, client: ChatClient, answered: list[str]) -> InstructionSource:
-    """The instruction source for `spec.mode`; `answered` holds instructions already in the dataset."""
+class CurateSource:
+    """Mode curate: the source dataset's rows still to decide, in order, each with its own number."""
+
+    def __init__(self, rows: list[tuple[int, dict[str, Any], dict[str, Any]]]):
+        self._rows = iter(rows)
+
+    async def next(self, *, wanted: int) -> Planned | None:
+        from datagen_svc.filters import row_instruction
+
+        for index, row, metadata in self._rows:
+            return Planned(row_instruction(row), metadata, row=row, index=index)
+        return None
+
+
+def make_source(
+    *,
+    spec: GenerationSpec,
+    client: ChatClient | None,
+    answered: list[str],
+    state_dir: Path,
+    on_discard: Callable[[str, str], None],
+    curate_rows: list[tuple[int, dict[str, Any], dict[str, Any]]] | None = None,
+) -> InstructionSource:
+    """The instruction source for `spec.mode`.
+
+    `answered` holds instructions already in the dataset (resume); `state_dir` is the job's
+    folder, where a source may keep what it must not redo on resume (the topic tree);
+    `on_discard(candidate, reason)` reports an instruction a source gave up on (a failed
+    evolution); `curate_rows` are mode curate's source rows still to decide.
+    """
+    if spec.mode is Mode.CURATE:
+        return CurateSource(curate_rows or [])
     if spec.mode is Mode.FIXED:
         return FixedSource(spec.prompt_template)
     if spec.mode is Mode.FROM_INSTRUCTIONS:
         return ListSource(spec.instructions, answered={normalise_instruction(a) for a in answered})
+    assert client is not None
+    sampling = spec.sampling.as_request_fields()
+    if spec.mode is Mode.EVOL_INSTRUCT:
+        from datagen_svc.evol_instruct import EvolInstructSource
+
+        return EvolInstructSource(
+            client=client,
+            seeds=spec.seed_examples,
+            topic=spec.topic,
+            rounds=spec.evol_instruct.rounds,
+            breadth_share=spec.evol_instruct.breadth_share,
+            sampling=sampling,
+            known=answered,
+            on_discard=on_discard,
+        )
+    if spec.mode is Mode.TOPIC_TREE:
+        from datagen_svc.topic_tree import TopicTreeSource
+
+        return TopicTreeSource(
+            client=client,
+            topic=spec.topic,
+            depth=spec.topic_tree.depth,
+            breadth=spec.topic_tree.breadth,
+            sampling=sampling,
+            known=answered,
+            state_path=state_dir / "topic_tree.json",
+            target_rows=spec.num_rows,
+        )
     return SelfInstructSource(
         client=client,
         topic=spec.topic,
         seed_examples=spec.seed_examples,
-        sampling=spec.sampling.as_request_fields(),
+        sampling=sampling,
         known=answered,
     )

@@ -16,7 +16,19 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from datagen_svc.jobs import EventKind, Job, JobState
 from datagen_svc.manager import JobManager
-from datagen_svc.spec import Endpoint, GenerationSpec, Limits, Mode, Sampling
+from datagen_svc.spec import (
+    DecontamSettings,
+    Endpoint,
+    EvolSettings,
+    FilterSettings,
+    GenerationSpec,
+    JudgeSettings,
+    Limits,
+    Mode,
+    NearDupSettings,
+    Sampling,
+    TopicTreeSettings,
+)
 from synthtune.datagen.v1 import datagen_pb2 as pb
 from synthtune.datagen.v1 import datagen_pb2_grpc
 from synthtune.eventlog import Event
@@ -30,6 +42,9 @@ _MODES = {
     pb.GENERATION_MODE_FIXED: Mode.FIXED,
     pb.GENERATION_MODE_SELF_INSTRUCT: Mode.SELF_INSTRUCT,
     pb.GENERATION_MODE_FROM_INSTRUCTIONS: Mode.FROM_INSTRUCTIONS,
+    pb.GENERATION_MODE_EVOL_INSTRUCT: Mode.EVOL_INSTRUCT,
+    pb.GENERATION_MODE_TOPIC_TREE: Mode.TOPIC_TREE,
+    pb.GENERATION_MODE_CURATE: Mode.CURATE,
 }
 _STATES = {
     JobState.QUEUED: pb.JOB_STATE_QUEUED,
@@ -75,24 +90,18 @@ class DatagenServicer(datagen_pb2_grpc.DatagenServiceServicer):
     async def ResumeGeneration(
         self, request: pb.ResumeGenerationRequest, context
     ) -> pb.ResumeGenerationResponse:
-        job = self._manager.resume(request.job_id, token=request.token)
+        job = self._manager.resume(request.job_id, token=request.token, judge_token=request.judge_token)
         return pb.ResumeGenerationResponse(job=job_to_proto(job))
 
 
 def spec_from_proto(request: pb.StartGenerationRequest) -> GenerationSpec:
     """The domain spec of a request, unvalidated; unset optional fields become None."""
-    endpoint, limits, sampling = request.endpoint, request.limits, request.sampling
+    sampling, evol, tree, filters = request.sampling, request.evol_instruct, request.topic_tree, request.filters
+    near_dup, decontam, judge = filters.near_dup, filters.decontam, filters.judge
     return GenerationSpec(
         dataset_name=request.dataset_name,
-        endpoint=Endpoint(
-            base_url=endpoint.base_url,
-            model=endpoint.model,
-            token=endpoint.token,
-            skip_tls_verify=endpoint.skip_tls_verify,
-            request_timeout_s=endpoint.request_timeout_s,
-            max_retries=endpoint.max_retries if endpoint.HasField("max_retries") else None,
-        ),
-        limits=Limits(concurrency=limits.concurrency, requests_per_minute=limits.requests_per_minute),
+        endpoint=_endpoint(request.endpoint),
+        limits=_limits(request.limits),
         sampling=Sampling(
             temperature=sampling.temperature if sampling.HasField("temperature") else None,
             top_p=sampling.top_p if sampling.HasField("top_p") else None,
@@ -105,7 +114,44 @@ def spec_from_proto(request: pb.StartGenerationRequest) -> GenerationSpec:
         topic=request.topic,
         seed_examples=tuple(request.seed_examples),
         instructions=tuple(request.instructions),
+        evol_instruct=EvolSettings(
+            rounds=evol.rounds, breadth_share=evol.breadth_share if evol.HasField("breadth_share") else None
+        ),
+        topic_tree=TopicTreeSettings(depth=tree.depth, breadth=tree.breadth),
+        source_path=request.source_path,
+        filters=FilterSettings(
+            near_dup=NearDupSettings(
+                enabled=near_dup.enabled,
+                threshold=near_dup.threshold if near_dup.HasField("threshold") else None,
+            ),
+            decontam=DecontamSettings(
+                eval_paths=tuple(decontam.eval_paths),
+                ngram=decontam.ngram,
+                threshold=decontam.threshold if decontam.HasField("threshold") else None,
+            ),
+            judge=JudgeSettings(
+                endpoint=_endpoint(judge.endpoint),
+                limits=_limits(judge.limits),
+                rubric=tuple((c.name, c.description) for c in judge.rubric),
+                min_score=judge.min_score if judge.HasField("min_score") else None,
+            ),
+        ),
     )
+
+
+def _endpoint(endpoint: pb.Endpoint) -> Endpoint:
+    return Endpoint(
+        base_url=endpoint.base_url,
+        model=endpoint.model,
+        token=endpoint.token,
+        skip_tls_verify=endpoint.skip_tls_verify,
+        request_timeout_s=endpoint.request_timeout_s,
+        max_retries=endpoint.max_retries if endpoint.HasField("max_retries") else None,
+    )
+
+
+def _limits(limits: pb.Limits) -> Limits:
+    return Limits(concurrency=limits.concurrency, requests_per_minute=limits.requests_per_minute)
 
 
 def _timestamp(when: datetime) -> Timestamp:
@@ -116,6 +162,11 @@ def _timestamp(when: datetime) -> Timestamp:
 
 def _counts(data: dict) -> pb.RowCounts:
     return pb.RowCounts(kept=data["kept"], dropped=data["dropped"], failed=data["failed"])
+
+
+def _report(data: dict | None) -> pb.FilterReport:
+    """A FilterReport from its JSON form (jobs written before filters existed have none)."""
+    return pb.FilterReport(**(data or {}))
 
 
 def params_json(params: dict) -> str:
@@ -150,6 +201,11 @@ def job_to_proto(job: Job) -> pb.GenerationJob:
         params_json=params_json(job.params),
         created_at=_timestamp(job.created_at),
         updated_at=_timestamp(job.updated_at),
+        judge_usage=pb.TokenUsage(
+            prompt_tokens=job.judge_usage.prompt_tokens, completion_tokens=job.judge_usage.completion_tokens
+        ),
+        report=_report(job.report),
+        metadata_path=job.metadata_path,
     )
 
 
@@ -166,6 +222,8 @@ def event_to_proto(job_id: str, event: Event) -> pb.GenerationEvent:
                 counts=_counts(data["counts"]),
                 target_rows=data["target_rows"],
                 usage=pb.TokenUsage(**data["usage"]),
+                judge_usage=pb.TokenUsage(**data.get("judge_usage", {})),
+                report=_report(data.get("report")),
             )
         )
     elif event.kind == EventKind.ROW_REJECTED:
@@ -177,6 +235,10 @@ def event_to_proto(job_id: str, event: Event) -> pb.GenerationEvent:
                 sha256=data["sha256"],
                 size_bytes=data["size_bytes"],
                 counts=_counts(data["counts"]),
+                metadata_path=data.get("metadata_path", ""),
+                report=_report(data.get("report")),
             )
         )
+    elif event.kind == EventKind.JUDGE_FAILED:
+        message.judge_failed.CopyFrom(pb.JudgeFailed(**data))
     return message

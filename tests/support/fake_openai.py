@@ -79,9 +79,17 @@ class RecordedRequest:
         return _is_planning(self.body)
 
 
+def schema_name(body: dict[str, Any]) -> str:
+    """The json_schema name a request's response_format asks for ("" when none)."""
+    try:
+        return str(body["response_format"]["json_schema"]["name"])
+    except (KeyError, TypeError):
+        return ""
+
+
 def _is_planning(body: dict[str, Any]) -> bool:
     if "response_format" in body:
-        return True
+        return schema_name(body) in ("", "instructions")
     messages = body.get("messages") or [{}]
     return '"instructions"' in str(messages[-1].get("content", ""))
 
@@ -96,6 +104,9 @@ class FakeOpenAI:
     reject_response_format: bool = False
     default: Action = field(default_factory=Reply)
     answer: Callable[[str], str] = lambda instruction: f"Answer to: {instruction[:60]}"
+    # Consulted first for every normal reply: the request body in, the content out, or None to
+    # fall through to planning / `answer`. Tests use it for judge, evolution and topic prompts.
+    respond: Callable[[dict[str, Any]], str | None] | None = None
     # (certfile, keyfile): serve HTTPS with this certificate.
     tls: tuple[Path, Path] | None = None
     # What GET /v1/models lists (vLLM-style cards: id, root, parent); None: just `model`.
@@ -162,6 +173,8 @@ class FakeOpenAI:
             return self._queue.pop(0) if self._queue else self.default
 
     def _content_for(self, body: dict[str, Any]) -> str:
+        if self.respond is not None and (content := self.respond(body)) is not None:
+            return content
         if _is_planning(body):
             count = _requested_count(body)
             with self._lock:

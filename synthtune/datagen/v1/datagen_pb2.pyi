@@ -16,6 +16,9 @@ class GenerationMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GENERATION_MODE_FIXED: _ClassVar[GenerationMode]
     GENERATION_MODE_SELF_INSTRUCT: _ClassVar[GenerationMode]
     GENERATION_MODE_FROM_INSTRUCTIONS: _ClassVar[GenerationMode]
+    GENERATION_MODE_EVOL_INSTRUCT: _ClassVar[GenerationMode]
+    GENERATION_MODE_TOPIC_TREE: _ClassVar[GenerationMode]
+    GENERATION_MODE_CURATE: _ClassVar[GenerationMode]
 
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -29,6 +32,9 @@ GENERATION_MODE_UNSPECIFIED: GenerationMode
 GENERATION_MODE_FIXED: GenerationMode
 GENERATION_MODE_SELF_INSTRUCT: GenerationMode
 GENERATION_MODE_FROM_INSTRUCTIONS: GenerationMode
+GENERATION_MODE_EVOL_INSTRUCT: GenerationMode
+GENERATION_MODE_TOPIC_TREE: GenerationMode
+GENERATION_MODE_CURATE: GenerationMode
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -70,8 +76,72 @@ class Sampling(_message.Message):
     max_tokens: int
     def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ...) -> None: ...
 
+class EvolInstruct(_message.Message):
+    __slots__ = ("rounds", "breadth_share")
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    BREADTH_SHARE_FIELD_NUMBER: _ClassVar[int]
+    rounds: int
+    breadth_share: float
+    def __init__(self, rounds: _Optional[int] = ..., breadth_share: _Optional[float] = ...) -> None: ...
+
+class TopicTree(_message.Message):
+    __slots__ = ("depth", "breadth")
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    BREADTH_FIELD_NUMBER: _ClassVar[int]
+    depth: int
+    breadth: int
+    def __init__(self, depth: _Optional[int] = ..., breadth: _Optional[int] = ...) -> None: ...
+
+class NearDupFilter(_message.Message):
+    __slots__ = ("enabled", "threshold")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    threshold: float
+    def __init__(self, enabled: _Optional[bool] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class DecontamFilter(_message.Message):
+    __slots__ = ("eval_paths", "ngram", "threshold")
+    EVAL_PATHS_FIELD_NUMBER: _ClassVar[int]
+    NGRAM_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    eval_paths: _containers.RepeatedScalarFieldContainer[str]
+    ngram: int
+    threshold: float
+    def __init__(self, eval_paths: _Optional[_Iterable[str]] = ..., ngram: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class Criterion(_message.Message):
+    __slots__ = ("name", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class JudgeFilter(_message.Message):
+    __slots__ = ("endpoint", "limits", "rubric", "min_score")
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    RUBRIC_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    endpoint: Endpoint
+    limits: Limits
+    rubric: _containers.RepeatedCompositeFieldContainer[Criterion]
+    min_score: float
+    def __init__(self, endpoint: _Optional[_Union[Endpoint, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., rubric: _Optional[_Iterable[_Union[Criterion, _Mapping]]] = ..., min_score: _Optional[float] = ...) -> None: ...
+
+class Filters(_message.Message):
+    __slots__ = ("near_dup", "decontam", "judge")
+    NEAR_DUP_FIELD_NUMBER: _ClassVar[int]
+    DECONTAM_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    near_dup: NearDupFilter
+    decontam: DecontamFilter
+    judge: JudgeFilter
+    def __init__(self, near_dup: _Optional[_Union[NearDupFilter, _Mapping]] = ..., decontam: _Optional[_Union[DecontamFilter, _Mapping]] = ..., judge: _Optional[_Union[JudgeFilter, _Mapping]] = ...) -> None: ...
+
 class StartGenerationRequest(_message.Message):
-    __slots__ = ("dataset_name", "endpoint", "limits", "sampling", "num_rows", "mode", "system_prompt", "prompt_template", "topic", "seed_examples", "instructions")
+    __slots__ = ("dataset_name", "endpoint", "limits", "sampling", "num_rows", "mode", "system_prompt", "prompt_template", "topic", "seed_examples", "instructions", "evol_instruct", "topic_tree", "source_path", "filters")
     DATASET_NAME_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +153,10 @@ class StartGenerationRequest(_message.Message):
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     SEED_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    EVOL_INSTRUCT_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_TREE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PATH_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
     dataset_name: str
     endpoint: Endpoint
     limits: Limits
@@ -94,7 +168,11 @@ class StartGenerationRequest(_message.Message):
     topic: str
     seed_examples: _containers.RepeatedScalarFieldContainer[str]
     instructions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, dataset_name: _Optional[str] = ..., endpoint: _Optional[_Union[Endpoint, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., num_rows: _Optional[int] = ..., mode: _Optional[_Union[GenerationMode, str]] = ..., system_prompt: _Optional[str] = ..., prompt_template: _Optional[str] = ..., topic: _Optional[str] = ..., seed_examples: _Optional[_Iterable[str]] = ..., instructions: _Optional[_Iterable[str]] = ...) -> None: ...
+    evol_instruct: EvolInstruct
+    topic_tree: TopicTree
+    source_path: str
+    filters: Filters
+    def __init__(self, dataset_name: _Optional[str] = ..., endpoint: _Optional[_Union[Endpoint, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., num_rows: _Optional[int] = ..., mode: _Optional[_Union[GenerationMode, str]] = ..., system_prompt: _Optional[str] = ..., prompt_template: _Optional[str] = ..., topic: _Optional[str] = ..., seed_examples: _Optional[_Iterable[str]] = ..., instructions: _Optional[_Iterable[str]] = ..., evol_instruct: _Optional[_Union[EvolInstruct, _Mapping]] = ..., topic_tree: _Optional[_Union[TopicTree, _Mapping]] = ..., source_path: _Optional[str] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ...) -> None: ...
 
 class StartGenerationResponse(_message.Message):
     __slots__ = ("job",)
@@ -145,12 +223,14 @@ class CancelGenerationResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[GenerationJob, _Mapping]] = ...) -> None: ...
 
 class ResumeGenerationRequest(_message.Message):
-    __slots__ = ("job_id", "token")
+    __slots__ = ("job_id", "token", "judge_token")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     token: str
-    def __init__(self, job_id: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
+    judge_token: str
+    def __init__(self, job_id: _Optional[str] = ..., token: _Optional[str] = ..., judge_token: _Optional[str] = ...) -> None: ...
 
 class ResumeGenerationResponse(_message.Message):
     __slots__ = ("job",)
@@ -176,8 +256,27 @@ class TokenUsage(_message.Message):
     completion_tokens: int
     def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ...) -> None: ...
 
+class FilterReport(_message.Message):
+    __slots__ = ("dropped_by", "near_dup_clusters", "judged", "judge_failures")
+    class DroppedByEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    DROPPED_BY_FIELD_NUMBER: _ClassVar[int]
+    NEAR_DUP_CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    dropped_by: _containers.ScalarMap[str, int]
+    near_dup_clusters: int
+    judged: int
+    judge_failures: int
+    def __init__(self, dropped_by: _Optional[_Mapping[str, int]] = ..., near_dup_clusters: _Optional[int] = ..., judged: _Optional[int] = ..., judge_failures: _Optional[int] = ...) -> None: ...
+
 class GenerationJob(_message.Message):
-    __slots__ = ("job_id", "dataset_name", "dataset_path", "state", "target_rows", "counts", "usage", "error", "sha256", "size_bytes", "params_json", "created_at", "updated_at")
+    __slots__ = ("job_id", "dataset_name", "dataset_path", "state", "target_rows", "counts", "usage", "error", "sha256", "size_bytes", "params_json", "created_at", "updated_at", "judge_usage", "report", "metadata_path")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_NAME_FIELD_NUMBER: _ClassVar[int]
     DATASET_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +290,9 @@ class GenerationJob(_message.Message):
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_USAGE_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_PATH_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     dataset_name: str
     dataset_path: str
@@ -204,7 +306,10 @@ class GenerationJob(_message.Message):
     params_json: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., dataset_name: _Optional[str] = ..., dataset_path: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., target_rows: _Optional[int] = ..., counts: _Optional[_Union[RowCounts, _Mapping]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., error: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., params_json: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    judge_usage: TokenUsage
+    report: FilterReport
+    metadata_path: str
+    def __init__(self, job_id: _Optional[str] = ..., dataset_name: _Optional[str] = ..., dataset_path: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., target_rows: _Optional[int] = ..., counts: _Optional[_Union[RowCounts, _Mapping]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., error: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., params_json: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., judge_usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., report: _Optional[_Union[FilterReport, _Mapping]] = ..., metadata_path: _Optional[str] = ...) -> None: ...
 
 class StateChanged(_message.Message):
     __slots__ = ("state", "error")
@@ -215,41 +320,61 @@ class StateChanged(_message.Message):
     def __init__(self, state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("counts", "target_rows", "usage")
+    __slots__ = ("counts", "target_rows", "usage", "judge_usage", "report")
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     TARGET_ROWS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_USAGE_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
     counts: RowCounts
     target_rows: int
     usage: TokenUsage
-    def __init__(self, counts: _Optional[_Union[RowCounts, _Mapping]] = ..., target_rows: _Optional[int] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ...) -> None: ...
+    judge_usage: TokenUsage
+    report: FilterReport
+    def __init__(self, counts: _Optional[_Union[RowCounts, _Mapping]] = ..., target_rows: _Optional[int] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., judge_usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., report: _Optional[_Union[FilterReport, _Mapping]] = ...) -> None: ...
 
 class RowRejected(_message.Message):
-    __slots__ = ("index", "instruction", "kind", "reason")
+    __slots__ = ("index", "instruction", "kind", "reason", "check")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
     index: int
     instruction: str
     kind: str
     reason: str
-    def __init__(self, index: _Optional[int] = ..., instruction: _Optional[str] = ..., kind: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    check: str
+    def __init__(self, index: _Optional[int] = ..., instruction: _Optional[str] = ..., kind: _Optional[str] = ..., reason: _Optional[str] = ..., check: _Optional[str] = ...) -> None: ...
+
+class JudgeFailed(_message.Message):
+    __slots__ = ("index", "instruction", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    instruction: str
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., instruction: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DatasetWritten(_message.Message):
-    __slots__ = ("dataset_path", "sha256", "size_bytes", "counts")
+    __slots__ = ("dataset_path", "sha256", "size_bytes", "counts", "metadata_path", "report")
     DATASET_PATH_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_PATH_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
     dataset_path: str
     sha256: str
     size_bytes: int
     counts: RowCounts
-    def __init__(self, dataset_path: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., counts: _Optional[_Union[RowCounts, _Mapping]] = ...) -> None: ...
+    metadata_path: str
+    report: FilterReport
+    def __init__(self, dataset_path: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., counts: _Optional[_Union[RowCounts, _Mapping]] = ..., metadata_path: _Optional[str] = ..., report: _Optional[_Union[FilterReport, _Mapping]] = ...) -> None: ...
 
 class GenerationEvent(_message.Message):
-    __slots__ = ("seq", "time", "job_id", "state_changed", "progress", "row_rejected", "dataset_written")
+    __slots__ = ("seq", "time", "job_id", "state_changed", "progress", "row_rejected", "dataset_written", "judge_failed")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +382,7 @@ class GenerationEvent(_message.Message):
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     ROW_REJECTED_FIELD_NUMBER: _ClassVar[int]
     DATASET_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FAILED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     time: _timestamp_pb2.Timestamp
     job_id: str
@@ -264,4 +390,5 @@ class GenerationEvent(_message.Message):
     progress: Progress
     row_rejected: RowRejected
     dataset_written: DatasetWritten
-    def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_id: _Optional[str] = ..., state_changed: _Optional[_Union[StateChanged, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., row_rejected: _Optional[_Union[RowRejected, _Mapping]] = ..., dataset_written: _Optional[_Union[DatasetWritten, _Mapping]] = ...) -> None: ...
+    judge_failed: JudgeFailed
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_id: _Optional[str] = ..., state_changed: _Optional[_Union[StateChanged, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., row_rejected: _Optional[_Union[RowRejected, _Mapping]] = ..., dataset_written: _Optional[_Union[DatasetWritten, _Mapping]] = ..., judge_failed: _Optional[_Union[JudgeFailed, _Mapping]] = ...) -> None: ...
