@@ -27,7 +27,9 @@ from control_plane.runs.models import Adapter, Run
 from control_plane.runs.params import RunParams
 
 EVENTS_SHOWN = 200
-SUGGEST_TIMEOUT_S = 3.0  # asking the proxy what vLLM serves, for the Start fine-tune form
+# Asking the proxy what vLLM serves, for the Start fine-tune form. 3 s was too short on a loaded
+# 2-core machine (a CI run fell back to the default model once); a hung proxy costs the form 8 s.
+SUGGEST_TIMEOUT_S = 8.0
 
 
 def _adapter_of(run: Run) -> Adapter | None:
