@@ -103,9 +103,9 @@ class Judge:
         self._sampling = {"temperature": 0.0, "max_tokens": VERDICT_MAX_TOKENS, **(sampling or {})}
         self._schema = judgement_schema(self.rubric)
         self._use_schema = True
-        # Until one request has been answered we don't know whether the endpoint takes
-        # response_format; one probe at a time, so a job's first N rows don't all get a 400.
-        self._answered_once = False
+        # Whether the endpoint takes response_format shows on the first request: the others wait
+        # for it to end (however it ends), so a job's first rows don't all earn a 400.
+        self._probed = False
         self._probe = asyncio.Lock()
 
     @property
@@ -137,12 +137,14 @@ class Judge:
             raise JudgeError(f"{second.reason} (asked twice)") from None
 
     async def _ask(self, messages: list[dict[str, str]]) -> str:
-        if self._answered_once:
-            return await self._ask_once(messages)
-        async with self._probe:
-            content = await self._ask_once(messages)
-            self._answered_once = True
-            return content
+        if not self._probed:
+            async with self._probe:
+                if not self._probed:
+                    try:
+                        return await self._ask_once(messages)
+                    finally:
+                        self._probed = True
+        return await self._ask_once(messages)
 
     async def _ask_once(self, messages: list[dict[str, str]]) -> str:
         if self._use_schema:
@@ -224,14 +226,20 @@ def parse_verdict(text: str, rubric: Sequence[Criterion]) -> Verdict:
     spaces, '-' or '_'.
     """
     wanted = {_key(c.name): c.name for c in rubric}
-    # (scores found, reason) per reading, best first; the first complete one wins.
-    readings = [(_from_mapping(value, wanted), _reason_in_mapping(value)) for value in _json_objects(text)]
-    readings.append((_from_text(text, rubric), ""))
-    readings = [(found, reason or _reason_in_text(text)) for found, reason in readings if found]
-    if not readings:
+    # The first reading with every criterion wins; failing that, the fullest one says what is missing.
+    partial: list[tuple[dict[str, Any], str]] = []
+    for value in _json_objects(text):
+        found, reason = _from_mapping(value, wanted), _reason_in_mapping(value)
+        if len(found) == len(rubric):
+            return _verdict(found, reason or _reason_in_text(text), rubric, text)
+        if found:
+            partial.append((found, reason))
+    if found := _from_text(text, rubric):
+        partial.append((found, ""))
+    if not partial:
         raise JudgeError(f"the judge's reply held no scores (it began {_snippet(text)!r})")
-    found, reason = next((r for r in readings if len(r[0]) == len(rubric)), max(readings, key=lambda r: len(r[0])))
-    return _verdict(found, reason, rubric, text)
+    found, reason = max(partial, key=lambda r: len(r[0]))
+    return _verdict(found, reason or _reason_in_text(text), rubric, text)
 
 
 def _key(name: str) -> str:

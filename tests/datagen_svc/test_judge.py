@@ -158,6 +158,23 @@ def test_a_400_that_text_cannot_fix_is_an_endpoint_error_and_keeps_the_schema(fa
     assert ["response_format" in r.body for r in fake.chat_requests()] == [True, False, True]
 
 
+def test_only_the_first_request_waits_alone_even_when_it_fails():
+    # A down endpoint must not turn concurrent rows into a queue of timeouts.
+    with FakeOpenAI(latency_s=0.1, default=Reply(GOOD)) as fake:
+        fake.script(Status(503))
+
+        async def go():
+            async with ChatClient(config(fake, max_retries=0)) as client:
+                judge = Judge(client=client)
+                return await asyncio.gather(
+                    *(judge.score(instruction=f"q{i}", output="a") for i in range(4)), return_exceptions=True
+                )
+
+        results = asyncio.run(go())
+        assert isinstance(results[0], EndpointError) and all(r.mean for r in results[1:])
+        assert fake.max_in_flight == 3
+
+
 def test_a_fatal_status_propagates_at_once(fake):
     fake.script(Status(401, message="bad token"))
     with pytest.raises(EndpointError) as info:

@@ -13,7 +13,8 @@ what was sent. Knobs: `latency_s` before every answer, `reject_response_format`
 (400 like endpoints without structured output), `tls` (serve HTTPS).
 
 `python -m tests.support.fake_openai --latency 0.1` serves in its own process
-(the bench uses this so the fake doesn't compete with the client for the GIL).
+(the bench uses this so the fake doesn't compete with the client for the GIL);
+`--judge` makes it answer "judgement" schema requests with a valid verdict too.
 """
 
 from __future__ import annotations
@@ -300,9 +301,15 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def fake_openai_process(*, latency_s: float, models: list[dict[str, Any]] | None = None) -> Iterator[str]:
-    """Run a default-behaviour fake in a child process; yields its base URL."""
+def fake_openai_process(
+    *, latency_s: float, models: list[dict[str, Any]] | None = None, judge: bool = False
+) -> Iterator[str]:
+    """Run a default-behaviour fake in a child process; yields its base URL.
+
+    judge=True: it also answers judge requests (see `judge_verdict`).
+    """
     extra = ["--models", json.dumps(models)] if models is not None else []
+    extra += ["--judge"] if judge else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.support.fake_openai", "--latency", str(latency_s), *extra],
         cwd=REPO,
@@ -319,12 +326,22 @@ def fake_openai_process(*, latency_s: float, models: list[dict[str, Any]] | None
         proc.wait(10)
 
 
+def judge_verdict(body: dict[str, Any]) -> str | None:
+    """A `respond` hook: 4 on every criterion a "judgement" schema asks for; None for other requests."""
+    if schema_name(body) != "judgement":
+        return None
+    criteria = [k for k in body["response_format"]["json_schema"]["schema"]["properties"] if k != "reason"]
+    return json.dumps({"reason": "Fake verdict: sound and on topic.", **{c: 4 for c in criteria}})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
     parser.add_argument("--models", type=json.loads, default=None, help="JSON list of /v1/models cards")
+    parser.add_argument("--judge", action="store_true", help="answer judgement-schema requests with a verdict")
     args = parser.parse_args()
-    fake = FakeOpenAI(latency_s=args.latency, models=args.models).start()
+    respond = judge_verdict if args.judge else None
+    fake = FakeOpenAI(latency_s=args.latency, models=args.models, respond=respond).start()
     print(fake.base_url, flush=True)
     try:
         threading.Event().wait()
