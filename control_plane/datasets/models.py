@@ -3,6 +3,10 @@
 The files live under the data root; these rows are the system of record for
 what they are. Endpoint tokens are never stored here: `Dataset.params` is the
 generation request without its token.
+
+Versions: every dataset row is one immutable version. A transformation (curate,
+merge, edit) makes a new row naming its `parent` and the `operation` with its
+parameters; a root (generated or uploaded) is version 1 of its own `family`.
 """
 
 from __future__ import annotations
@@ -44,15 +48,41 @@ class Dataset(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="datasets"
     )
+    # Lineage (control_plane.datasets.versions): the root's name, the version within it,
+    # the version this one was made from, and how: {"op", "params"} (merge adds "inputs").
+    family = models.CharField(max_length=128, db_index=True, help_text="The root dataset's name.")
+    version = models.PositiveIntegerField(default=1)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    operation = models.JSONField(default=dict, blank=True, help_text='{"op", "params"} that made it.')
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ("-created_at", "-id")
         indexes = (models.Index(fields=["status"]), models.Index(fields=["source"]))
+        constraints = (
+            models.UniqueConstraint(fields=["family", "version"], name="dataset_unique_version_per_family"),
+        )
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        # Every creation path (generate, upload, a version) gets lineage fields: a row made
+        # without them is a root, version 1 of its own family.
+        if not self.family:
+            self.family = self.name
+        if not self.operation:
+            op = "generate" if self.source == self.Source.GENERATED else "upload"
+            self.operation = {"op": op, "params": {}}
+        super().save(*args, **kwargs)
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        """The exact version, as runs and adapter manifests name it."""
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
 
 
 class GenerationJob(models.Model):

@@ -32,6 +32,12 @@ logger = logging.getLogger(__name__)
 
 
 def _ensure_name_free(name: str) -> None:
+    if name.endswith(storage.METADATA_STEM):
+        raise InvalidArgument(
+            f"A dataset name must not end in {storage.METADATA_STEM!r}: datasets/<name>.meta.jsonl "
+            "holds a dataset's row metadata.",
+            field="name",
+        )
     if Dataset.objects.filter(name=name).exists():
         raise AlreadyExists(f"A dataset named {name!r} already exists; pick another name.", field="name")
     if relpath := storage.name_taken_on_disk(name):
@@ -212,18 +218,8 @@ def dataset_upload(*, owner: AbstractBaseUser | None, name: str, data: bytes) ->
     Raises InvalidArgument naming bad lines by number, AlreadyExists for a taken name.
     The file is written atomically, inside the transaction that records it."""
     validate_name(name, field="name")
-    limit = settings.SYNTHTUNE_UPLOAD_MAX_BYTES
-    if len(data) > limit:
-        raise InvalidArgument(f"file is {len(data)} bytes; the limit is {limit}.", field="file")
-    try:
-        text = data.decode("utf-8-sig")  # tolerate a byte-order mark, store without it
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument(
-            f"file is not UTF-8 text (bad byte at offset {exc.start}).", field="file"
-        ) from None
-    report = records.require_valid(text.splitlines(), field_name="file")
+    content, report = jsonl_validate(data=data)
     _ensure_name_free(name)
-    content = text.encode("utf-8")
     relpath = storage.dataset_relpath(name)
     path = storage.absolute(relpath)
     written = False
@@ -252,6 +248,22 @@ def dataset_upload(*, owner: AbstractBaseUser | None, name: str, data: bytes) ->
         raise
     logger.info("dataset uploaded", extra={"dataset": name, "rows": report.rows})
     return dataset
+
+
+def jsonl_validate(*, data: bytes, field: str = "file") -> tuple[bytes, records.ValidationReport]:
+    """An upload's bytes checked (size limit, UTF-8, every line a valid row) and normalised
+    (no byte-order mark). Raises InvalidArgument naming `field` and bad lines by number."""
+    limit = settings.SYNTHTUNE_UPLOAD_MAX_BYTES
+    if len(data) > limit:
+        raise InvalidArgument(f"{field} is {len(data)} bytes; the limit is {limit}.", field=field)
+    try:
+        text = data.decode("utf-8-sig")  # tolerate a byte-order mark, store without it
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(
+            f"{field} is not UTF-8 text (bad byte at offset {exc.start}).", field=field
+        ) from None
+    report = records.require_valid(text.splitlines(), field_name=field)
+    return text.encode("utf-8"), report
 
 
 def jsonl_from_rows(rows: Iterable[Any]) -> bytes:

@@ -16,6 +16,9 @@ from django.conf import settings
 from synthtune.paths import resolve_under
 
 DATASETS_DIR = "datasets"
+# datasets/<name>.jsonl's row metadata (provenance, judge scores) is datasets/<name>.meta.jsonl,
+# one JSON object a row, in the dataset's line order. Written by datagen, carried by versions.
+METADATA_STEM = ".meta"
 
 
 def dataset_relpath(name: str) -> str:
@@ -25,6 +28,11 @@ def dataset_relpath(name: str) -> str:
 
 def absolute(relpath: str) -> Path:
     return resolve_under(Path(settings.SYNTHTUNE_DATA_ROOT), relpath, field="path")
+
+
+def metadata_relpath(relpath: str) -> str:
+    """The sidecar of a dataset file: datasets/x.jsonl -> datasets/x.meta.jsonl."""
+    return relpath.removesuffix(".jsonl") + METADATA_STEM + ".jsonl"
 
 
 def partial(path: Path) -> Path:
@@ -57,3 +65,15 @@ def iter_rows(path: Path) -> Iterator[dict]:
 
 def first_rows(path: Path, limit: int) -> list[dict]:
     return list(islice(iter_rows(path), limit))
+
+
+def iter_metadata(path: Path) -> Iterator[dict | None]:
+    """A sidecar's lines in order: each a dict, or None for a line that is blank, not an object
+    or (at the end of a .partial file) half written. Blank lines count: line i is row i."""
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                value = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                value = None
+            yield value if isinstance(value, dict) else None
