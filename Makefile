@@ -55,8 +55,16 @@ test: setup vllm
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest $(PG_LEG)
 
-bench: setup vllm
-	$(BIN)/python -m bench
+## bench: every bench/*_bench.py (or BENCH="name ..."), after putting the `bench` extra into .venv:
+## distilabel, the baseline of datagen_vs_distilabel. Only this target installs it (setup and test never
+## do); with constraints.txt it changes no pinned version, so it shares .venv instead of a venv of its own.
+BENCH ?=
+bench: setup vllm $(VENV)/.bench-installed
+	$(BIN)/python -m bench $(BENCH)
+
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml constraints.txt
+	$(BIN)/pip install -q -c constraints.txt -e ".[bench]"
+	touch $@
 
 up: setup
 	$(BIN)/python -m synthtune.up
