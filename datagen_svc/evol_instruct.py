@@ -7,6 +7,12 @@ rarer instruction in the same domain) and otherwise one of four in-depth operati
 constraint, deepen the inquiry, concretise general concepts, ask for multi-step reasoning.
 The paper's prompts are kept in structure and shortened so small models follow them.
 
+Evolutions ask for structured output (a JSON object with one "instruction", at most
+planning.SCHEMA_MAX_CHARS long) where the endpoint supports it: a small model asked for
+plain text goes on from the rewrite into answering it and is cut off at the token cap
+(SmolLM2 on vLLM did so on every try), where the schema makes it stop. An endpoint that
+rejects response_format gets plain text from then on, as in planning.
+
 The paper's elimination step is made deterministic: a rewrite fails when it is empty, no
 different from its chain (normalised), already produced or in the dataset, leaks the
 prompt's scaffolding ("given prompt", "#Rewritten Prompt#"), is a refusal, was cut off, or
@@ -20,6 +26,7 @@ batch per up to planning.MAX_BATCH bases.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -27,7 +34,14 @@ from collections.abc import Callable
 from typing import Any
 
 from datagen_svc.openai_client import ChatClient, EndpointError
-from datagen_svc.planning import MAX_INSTRUCTION_CHARS, Planned, PlanningError, SelfInstructSource
+from datagen_svc.planning import (
+    MAX_INSTRUCTION_CHARS,
+    SCHEMA_MAX_CHARS,
+    SCHEMA_REJECTED_STATUSES,
+    Planned,
+    PlanningError,
+    SelfInstructSource,
+)
 from datagen_svc.quality import normalise_instruction
 
 logger = logging.getLogger(__name__)
@@ -135,6 +149,7 @@ class EvolInstructSource:
         }
         self._seen = {normalise_instruction(k) for k in known}
         self._on_discard = on_discard
+        self._use_schema = True
         self._rng = rng or random.Random()
         self._next_seed = 0
         self._failed_in_a_row = 0
@@ -213,20 +228,60 @@ class EvolInstructSource:
         """(candidate, None) for a good rewrite of chain[-1], else (candidate or "", why it failed)."""
         prompt = evolution_prompt(chain[-1], operation, topic=self._topic)
         try:
-            result = await self._client.chat(
-                messages=[{"role": "user", "content": prompt}], sampling=self._sampling
-            )
+            result = await self._ask(prompt)
         except EndpointError as exc:
             if exc.fatal:
                 raise
             return "", f"endpoint error: {exc.message}"
-        candidate = clean_evolution(result.content)
+        candidate = clean_evolution(_instruction_in(result.content))
         if result.finish_reason == "length":
             return candidate, f"cut off at {EVOLUTION_MAX_TOKENS} tokens"
         problem = evolution_problem(candidate, chain=chain)
         if problem is None and normalise_instruction(candidate) in self._seen:
             problem = "duplicate of an instruction already produced"
         return candidate, problem
+
+
+    async def _ask(self, prompt: str):
+        messages = [{"role": "user", "content": prompt}]
+        if self._use_schema:
+            try:
+                return await self._client.chat(
+                    messages=messages, sampling=self._sampling, response_format=EVOLUTION_SCHEMA
+                )
+            except EndpointError as exc:
+                if exc.fatal or exc.status not in SCHEMA_REJECTED_STATUSES:
+                    raise
+                logger.info("endpoint rejected response_format; evolving with plain text",
+                            extra={"reason": exc.message})
+                self._use_schema = False
+        return await self._client.chat(messages=messages, sampling=self._sampling)
+
+
+EVOLUTION_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "evolved_instruction",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"instruction": {"type": "string", "minLength": 1, "maxLength": SCHEMA_MAX_CHARS}},
+            "required": ["instruction"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def _instruction_in(reply: str) -> str:
+    """The instruction of a structured reply, or the reply itself when it is plain text."""
+    try:
+        value = json.loads(reply, strict=False)
+    except ValueError:
+        return reply
+    if isinstance(value, dict) and isinstance(value.get("instruction"), str):
+        return value["instruction"]
+    return reply
 
 
 def evolution_prompt(instruction: str, operation: str, *, topic: str = "") -> str:

@@ -294,11 +294,13 @@ class _Run:
                 return
             row, output, system = answered, answered["output"], self.spec.system_prompt
         metadata = {"index": index, **planned.provenance}
+        judge_error = ""
         if self.checks.judging:
             judged, rejection = await self.checks.judge(instruction=instruction, output=output, system=system)
-            metadata["judge"] = judged.as_json()
-            self._after_judging(index, instruction, judged.error)
+            self._count_usage()
+            metadata["judge"], judge_error = judged.as_json(), judged.error
             if rejection:
+                self.judge_failed_in_a_row = 0
                 self.checks.release(index, instruction)
                 self._reject(index, instruction, kind="dropped", rejection=rejection)
                 return
@@ -307,6 +309,8 @@ class _Run:
         self.job.counts.kept += 1
         ROWS_KEPT.inc()
         self._progress()
+        if self.checks.judging:
+            self._after_judging(index, instruction, judge_error)  # the row is kept first, judged or not
 
     async def _answer(self, index: int, instruction: str) -> dict | None:
         """The teacher's row for an instruction, or None when it was dropped or failed (and reported)."""
@@ -341,7 +345,6 @@ class _Run:
             return None
 
     def _after_judging(self, index: int, instruction: str, error: str) -> None:
-        self._count_usage()
         if not error:
             self.judge_failed_in_a_row = 0
             return

@@ -37,7 +37,7 @@ QUOTED_ITEMS = 3
 QUOTED_CHARS = 120
 # Batches in a row that bring nothing new before we call the endpoint unable to plan.
 MAX_BARREN_BATCHES = 5
-_SCHEMA_REJECTED_STATUSES = {400, 422, 501}
+SCHEMA_REJECTED_STATUSES = {400, 422, 501}
 
 
 class PlanningError(Exception):
@@ -145,7 +145,7 @@ class SelfInstructSource:
                 )
                 return result.content, parse_instructions(result.content)
             except EndpointError as exc:
-                if exc.fatal or exc.status not in _SCHEMA_REJECTED_STATUSES:
+                if exc.fatal or exc.status not in SCHEMA_REJECTED_STATUSES:
                     raise
                 logger.info(
                     "endpoint rejected response_format; planning with plain text",

@@ -29,10 +29,10 @@ from typing import Any
 
 from datagen_svc.openai_client import ChatClient, EndpointError
 from datagen_svc.planning import (
-    _SCHEMA_REJECTED_STATUSES,
     MAX_BATCH,
     QUOTED_CHARS,
     QUOTED_ITEMS,
+    SCHEMA_REJECTED_STATUSES,
     Planned,
     PlanningError,
     instructions_schema,
@@ -309,7 +309,7 @@ class TopicTreeSource:
                 )
                 return result.content
             except EndpointError as exc:
-                if exc.fatal or exc.status not in _SCHEMA_REJECTED_STATUSES:
+                if exc.fatal or exc.status not in SCHEMA_REJECTED_STATUSES:
                     raise
                 logger.info(
                     "endpoint rejected response_format; using plain text", extra={"reason": exc.message}

@@ -117,7 +117,7 @@ def request(
         pb.GENERATION_MODE_FIXED: {"prompt_template": "Write a short greeting."},
         pb.GENERATION_MODE_SELF_INSTRUCT: {"topic": "home cooking"},
         pb.GENERATION_MODE_FROM_INSTRUCTIONS: {"instructions": [f"Question {i}?" for i in range(num_rows)]},
-    }[mode]
+    }.get(mode, {})
     endpoint = pb.Endpoint(base_url=fake_url, model="fake-model", token=token, request_timeout_s=timeout_s)
     if max_retries is not None:
         endpoint.max_retries = max_retries

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 import re
 
@@ -111,15 +112,32 @@ def test_a_row_is_its_seed_evolved_round_by_round_with_provenance(fake):
     sent = [r.body for r in fake.chat_requests()]
     assert planned.provenance["evolutions"] == [operation_of(b) for b in sent] and len(sent) == 3
     assert discards == []
-    # Plain text calls with the caller's sampling, but the evolution's own token cap.
+    # Structured output with the caller's sampling, but the evolution's own token cap.
     for body in sent:
-        assert "response_format" not in body
+        assert schema_name(body) == "evolved_instruction"
         assert body["temperature"] == 0.7 and body["max_tokens"] == EVOLUTION_MAX_TOKENS
     assert [_GIVEN_RE.search(prompt_of(b)).group(1) for b in sent] == [
         root,
         f"{root} Step 1.",
         f"{root} Step 1. Step 2.",
     ]
+
+
+def test_a_structured_reply_is_unwrapped_and_an_endpoint_without_response_format_gets_plain_text(fake):
+    fake.respond = lambda body: json.dumps({"instruction": "Write a haiku about rain at night."})
+    [planned], _ = draw(fake, rounds=1)
+    assert planned.instruction == "Write a haiku about rain at night."
+
+    fake.requests.clear()
+    fake.reject_response_format = True
+    cities = iter(["Lisbon", "Oslo"])
+    fake.respond = lambda body: f"Write a haiku about rain in {next(cities)}."
+    [first, second], _ = draw(fake, rounds=1, calls=2)
+    assert (first.instruction, second.instruction) == ("Write a haiku about rain in Lisbon.",
+                                                      "Write a haiku about rain in Oslo.")
+    sent = [r.body for r in fake.chat_requests()]
+    # One refused structured call, then plain text for good.
+    assert ["response_format" in b for b in sent] == [True, False, False]
 
 
 def test_each_failed_evolution_is_discarded_with_its_reason_and_a_fresh_chain_starts(fake):

@@ -144,10 +144,10 @@ def test_a_judge_that_fails_keeps_the_rows_with_reasons_and_the_job_resumes(data
         datagen, "curate-faulty-src", [{"instruction": f"Name a colour, take {i}.", "output": "Blue."} for i in range(8)]
     )
     fake.respond = judge_reply
-    # Garbage, then a 429 past the judge's one retry, then answers that never come in time: each row is
-    # kept unjudged with its reason; five failures in a row stop the job (the judge is down).
+    # Garbage (the judge asks twice), a 429 and a 503 past the client's one retry, more garbage: each row
+    # is kept unjudged with its reason; five failures in a row stop the job (the judge is down or unfit).
     fake.script(Reply("I think it is fine!"), Reply("still no JSON"), Status(429), Status(429),
-                Status(503), Status(503), Reply("nope"), Reply("nope"), Reply("nope"), Reply("nope"))
+                Status(503), Status(503), *[Reply("nope")] * 4)
     judge = judge_filter(fake.base_url, limits=pb.Limits(concurrency=1))
     job = datagen.start(pb.StartGenerationRequest(
         dataset_name="curate-faulty", mode=CURATE, source_path=source, filters=pb.Filters(judge=judge),
