@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response, validated
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.datasets import generation as limits
-from control_plane.datasets import selectors, services
+from control_plane.datasets import selectors, services, versions
 from control_plane.datasets.generation import GenerationParams
 from control_plane.datasets.models import Dataset, GenerationJob
 from synthtune import records
@@ -33,6 +33,7 @@ _FORMAT_CHOICES = list(records.FORMATS)
 
 class DatasetOutputSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", default=None, read_only=True)
+    parent = serializers.CharField(source="parent.name", default=None, read_only=True)
 
     class Meta:
         model = Dataset
@@ -47,6 +48,10 @@ class DatasetOutputSerializer(serializers.ModelSerializer):
             "status",
             "error",
             "params",
+            "family",
+            "version",
+            "parent",
+            "operation",
             "owner",
             "created_at",
             "updated_at",
@@ -92,12 +97,18 @@ class PreviewInputSerializer(serializers.Serializer):
 class PreviewOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.CharField()
-    rows = serializers.ListField(child=serializers.JSONField())
+    rows = serializers.ListField(
+        child=serializers.JSONField(),
+        help_text='With a "metadata" key each when the dataset has row metadata.',
+    )
 
 
 class DownloadInputSerializer(serializers.Serializer):
     format = serializers.ChoiceField(
         choices=_FORMAT_CHOICES, required=False, help_text="Convert every row; omit for the file as stored."
+    )
+    metadata = serializers.BooleanField(
+        default=False, help_text='Each row with a "metadata" key: its provenance and judge scores, or null.'
     )
 
 
@@ -256,6 +267,7 @@ class DatasetPreviewApi(ApiView):
         rows = selectors.dataset_preview(dataset=dataset, limit=query["limit"])
         if fmt := query.get("format"):
             rows = [records.convert(row, fmt) for row in rows]
+        rows = versions.rows_with_metadata(rows, dataset)
         return Response({"name": dataset.name, "status": dataset.status, "rows": rows})
 
 
@@ -271,7 +283,10 @@ class DatasetDownloadApi(ApiView):
         query = validated(DownloadInputSerializer, request.query_params)
         dataset = selectors.dataset_get(name=name)
         fmt = query.get("format")
-        chunks = selectors.dataset_export(dataset=dataset, fmt=fmt)
+        if query["metadata"]:
+            chunks = versions.dataset_export_with_metadata(dataset=dataset, fmt=fmt)
+        else:
+            chunks = selectors.dataset_export(dataset=dataset, fmt=fmt)
         response = StreamingHttpResponse(chunks, content_type="application/x-ndjson; charset=utf-8")
         filename = f"{dataset.name}.{fmt}.jsonl" if fmt else f"{dataset.name}.jsonl"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'

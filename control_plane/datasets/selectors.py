@@ -21,7 +21,7 @@ def dataset_list(
     owner: str | None = None,
     search: str | None = None,
 ) -> QuerySet[Dataset]:
-    datasets = Dataset.objects.select_related("owner")
+    datasets = Dataset.objects.select_related("owner", "parent")
     if status:
         datasets = datasets.filter(status=status)
     if source:
