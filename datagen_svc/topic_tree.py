@@ -8,7 +8,8 @@ and reused as-is on resume, so it is paid for once per job.
 
 Then instructions are asked of each leaf in batches (planning's "instructions" schema, the
 prompt naming the whole path "topic > sub > leaf"), visiting leaves round-robin up to an
-equal quota of ceil(target_rows / leaves) so coverage is even. Repeats and instructions
+equal quota of ceil(target_rows / leaves) so coverage is even (asked for more, to replace
+rows lost to dropped answers, every leaf's quota grows by one). Repeats and instructions
 already in the dataset are skipped; a leaf whose batches keep bringing nothing new is
 barren and left out.
 
@@ -106,8 +107,9 @@ class TopicTreeSource:
     """Instructions spread evenly over the leaves of a topic tree; safe for concurrent `next()`.
 
     The first `next()` builds (or loads) the tree; it raises PlanningError when the topic
-    yields no subtopics at all. Returns None once every leaf has met its quota or is barren,
-    and raises PlanningError if that happens before any instruction was found. EndpointError
+    yields no subtopics at all. Returns None once every leaf is barren, and raises
+    PlanningError if that happens before any instruction was found (the generator asks only
+    while it needs rows, so quotas grow evenly past their first share). EndpointError
     from an instruction batch propagates, as in SelfInstructSource.
 
     `target_rows` is how many rows this source should supply (on resume: those still missing),
@@ -182,13 +184,21 @@ class TopicTreeSource:
             leaf.reserved -= 1  # the leaf went barren while we waited: try the next one
 
     def _pick(self, leaves: list[_Leaf]) -> _Leaf | None:
-        """The next leaf round-robin that still has quota to give, or None."""
-        for step in range(len(leaves)):
-            index = (self._cursor + step) % len(leaves)
-            leaf = leaves[index]
-            if not leaf.barren and leaf.reserved < self._quota:
-                self._cursor = index + 1
-                return leaf
+        """The next leaf round-robin that still has quota to give, or None when every leaf is barren.
+
+        The generator asks only while it still needs rows, so when every leaf has met its quota
+        (rows lost to dropped answers) each leaf's quota grows by one: replacements stay even.
+        """
+        for _ in range(2):
+            for step in range(len(leaves)):
+                index = (self._cursor + step) % len(leaves)
+                leaf = leaves[index]
+                if not leaf.barren and leaf.reserved < self._quota:
+                    self._cursor = index + 1
+                    return leaf
+            if all(leaf.barren for leaf in leaves):
+                return None
+            self._quota += 1
         return None
 
     async def _take(self, leaf: _Leaf) -> str | None:

@@ -168,15 +168,16 @@ def test_leaves_are_visited_round_robin_with_even_quotas_and_topic_paths(fake, t
     tree_endpoint(fake)
     _, rows = draw(fake, tmp_path / "t.json", calls=30, target_rows=20, concurrent=True)
     found = [r for r in rows if r is not None]
-    # ceil(20 / 9) = 3 per leaf: 27 instructions, then None for everyone.
-    assert len(found) == 27 and rows.count(None) == 3
+    # ceil(20 / 9) = 3 per leaf; asked for more (rows lost to dropped answers), every leaf gives
+    # one more in turn, so coverage stays even.
+    assert len(found) == 30
     per_leaf = Counter(tuple(r.provenance["topic_path"]) for r in found)
-    assert set(per_leaf.values()) == {3} and len(per_leaf) == 9
+    assert len(per_leaf) == 9 and set(per_leaf.values()) == {3, 4}
     for row in found:
         path = row.provenance["topic_path"]
         assert row.provenance["strategy"] == "topic_tree" and len(path) == 3 and path[0] == TOPIC
         assert row.instruction.endswith(f"on {' / '.join(path)}?")  # asked of its own leaf
-    assert len({r.instruction for r in found}) == 27
+    assert len({r.instruction for r in found}) == 30
 
 
 def test_a_small_target_still_spans_every_top_level_branch(fake, tmp_path):
@@ -196,7 +197,7 @@ def test_a_leaf_that_only_repeats_itself_is_barren_and_the_others_finish(fake, t
     tree_endpoint(fake, subtopics=lambda path, n: ["Baking", "Soups"], instructions=instructions)
     _, rows = draw(fake, tmp_path / "t.json", calls=10, depth=1, breadth=2, known=["Tip 1 for Baking?"])
     per_leaf = Counter(r.provenance["topic_path"][-1] for r in rows)
-    assert per_leaf == {"Baking": 5, "Soups": 1}
+    assert per_leaf == {"Baking": 9, "Soups": 1}  # the barren leaf's share goes to the other
     assert "Tip 1 for Baking?" not in {r.instruction for r in rows}  # already in the dataset
     soup_batches = [r for r in fake.chat_requests() if "about: home cooking > Soups." in prompt_of(r.body)]
     assert len(soup_batches) == 1 + MAX_EMPTY_LEAF_BATCHES
