@@ -20,7 +20,7 @@ from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, pagi
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.datasets import generation as limits
 from control_plane.datasets import selectors, services, versions
-from control_plane.datasets.generation import GenerationParams
+from control_plane.datasets.generation import CurateParams, GenerationParams
 from control_plane.datasets.models import Dataset, GenerationJob
 from synthtune import records
 
@@ -112,6 +112,129 @@ class DownloadInputSerializer(serializers.Serializer):
     )
 
 
+class NearDupInputSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(default=True)
+    threshold = serializers.FloatField(
+        required=False,
+        help_text="Instruction similarity (MinHash Jaccard) from which two rows are near duplicates, "
+        "greater than 0.5 and at most 1; default 0.8. The first row of a cluster is kept.",
+    )
+
+
+class DecontamInputSerializer(serializers.Serializer):
+    eval_datasets = serializers.ListField(
+        child=serializers.CharField(max_length=256),
+        required=False,
+        max_length=limits.MAX_EVAL_SETS,
+        help_text="Names of ready datasets whose rows must not leak into this one.",
+    )
+    eval_adapters = serializers.ListField(
+        child=serializers.CharField(max_length=256),
+        required=False,
+        max_length=limits.MAX_EVAL_SETS,
+        help_text="Names of adapters whose held-out eval split (eval.jsonl) must not leak into this one.",
+    )
+    ngram = serializers.IntegerField(required=False, help_text="Word n-gram length, 3 to 50; default 8.")
+    threshold = serializers.FloatField(
+        required=False,
+        help_text="Share of shared n-grams from which a row is dropped, greater than 0 and at most 1; "
+        "default 0.5.",
+    )
+
+
+class CriterionSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=40, help_text="Lower-case letters, digits and '_'.")
+    description = serializers.CharField(
+        required=False, allow_blank=True, max_length=limits.MAX_CRITERION_DESCRIPTION, default=""
+    )
+
+
+class JudgeInputSerializer(serializers.Serializer):
+    base_url = serializers.CharField(
+        max_length=2048, help_text="The judge: an OpenAI-compatible API, e.g. http://host:8000/v1"
+    )
+    model = serializers.CharField(max_length=256)
+    token = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        max_length=8192,
+        help_text="Bearer token for the judge. Passed to the service, never stored.",
+    )
+    concurrency = serializers.IntegerField(required=False, help_text="Judge requests in flight; default 8.")
+    request_timeout_s = serializers.FloatField(
+        min_value=0.1, max_value=limits.MAX_REQUEST_TIMEOUT_S, required=False
+    )
+    rubric = CriterionSerializer(
+        many=True,
+        required=False,
+        help_text="Criteria scored 1 to 5; default helpfulness, correctness, instruction_following.",
+    )
+    min_score = serializers.FloatField(
+        required=False, help_text="Rows whose mean score is below this are dropped, 1 to 5; default 3."
+    )
+
+
+class FiltersInputSerializer(serializers.Serializer):
+    near_dup = NearDupInputSerializer(required=False, help_text="Drop near-duplicate instructions.")
+    decontam = DecontamInputSerializer(required=False, help_text="Drop rows overlapping evaluation sets.")
+    judge = JudgeInputSerializer(required=False, help_text="Score rows with an LLM judge; drop low scores.")
+
+
+class EvolInstructInputSerializer(serializers.Serializer):
+    rounds = serializers.IntegerField(
+        min_value=1,
+        max_value=limits.MAX_EVOL_ROUNDS,
+        required=False,
+        help_text="Evolutions per row; default 2.",
+    )
+    breadth_share = serializers.FloatField(
+        min_value=0, max_value=1, required=False, help_text="Share of evolutions in breadth; default 0.25."
+    )
+
+
+class TopicTreeInputSerializer(serializers.Serializer):
+    depth = serializers.IntegerField(
+        min_value=1,
+        max_value=limits.MAX_TREE_DEPTH,
+        required=False,
+        help_text="Levels of subtopics; default 2.",
+    )
+    breadth = serializers.IntegerField(
+        min_value=1,
+        max_value=limits.MAX_TREE_BREADTH,
+        required=False,
+        help_text="Subtopics per node; default 3.",
+    )
+
+
+def filters_and_judge_token(data: dict) -> tuple[dict, str]:
+    """Validated `filters` as plain dicts, with the judge's token taken out (it travels beside them)."""
+    filters = {key: dict(value) for key, value in (data.get("filters") or {}).items()}
+    token = filters["judge"].pop("token", "") if "judge" in filters else ""
+    if "judge" in filters and "rubric" in filters["judge"]:
+        filters["judge"]["rubric"] = [dict(c) for c in filters["judge"]["rubric"]]
+    return filters, token
+
+
+class CurateInputSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        required=False,
+        max_length=256,
+        help_text="The new dataset's name; defaults to the source's next version name.",
+    )
+    version = serializers.IntegerField(
+        required=False, min_value=1, help_text="Curate this version of the dataset's family."
+    )
+    filters = FiltersInputSerializer(required=False, help_text="Quality filters; each one left out is off.")
+    num_rows = serializers.IntegerField(
+        min_value=1,
+        max_value=limits.MAX_ROWS,
+        required=False,
+        help_text="Curate only the source's first rows; default every row.",
+    )
+
+
 class GenerateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=256, help_text="Dataset name: letters, digits, '.', '-', '_'.")
     base_url = serializers.CharField(
@@ -151,6 +274,9 @@ class GenerateInputSerializer(serializers.Serializer):
     instructions = serializers.ListField(
         child=serializers.CharField(max_length=limits.MAX_TEXT), required=False, max_length=limits.MAX_ROWS
     )
+    evol_instruct = EvolInstructInputSerializer(required=False, help_text="evol_instruct mode's settings.")
+    topic_tree = TopicTreeInputSerializer(required=False, help_text="topic_tree mode's settings.")
+    filters = FiltersInputSerializer(required=False, help_text="Quality filters; each one left out is off.")
 
 
 class GenerationJobOutputSerializer(serializers.ModelSerializer):
@@ -170,6 +296,10 @@ class GenerationJobOutputSerializer(serializers.ModelSerializer):
             "percent",
             "prompt_tokens",
             "completion_tokens",
+            "judge_prompt_tokens",
+            "judge_completion_tokens",
+            "report",
+            "metadata_path",
             "error",
             "last_seq",
             "created_at",
@@ -190,6 +320,13 @@ class ResumeInputSerializer(serializers.Serializer):
         write_only=True,
         max_length=8192,
         help_text="The endpoint token again: it was never stored.",
+    )
+    judge_token = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        max_length=8192,
+        help_text="The judge endpoint's token again, when the job has a judge.",
     )
 
 
@@ -293,6 +430,32 @@ class DatasetDownloadApi(ApiView):
         return response
 
 
+class DatasetCurateApi(ApiView):
+    @extend_schema(
+        operation_id="datasets_curate",
+        request=CurateInputSerializer,
+        responses={202: GenerationJobOutputSerializer, 400: ERROR, 404: ERROR, 409: ERROR, 503: ERROR},
+        description="Filter a ready dataset (the URL's name, or name@N) into a new version of it (a curate "
+        "job on the datagen service: no teacher); an unknown dataset or version is 400 (field parent). "
+        "Exact duplicates and empty outputs are always dropped; `filters` adds near "
+        "duplicates, decontamination and an LLM judge. Progress: the job's events; the job's `report` "
+        "says what each check dropped.",
+    )
+    def post(self, request, name: str):
+        data = dict(validated(CurateInputSerializer, request.data))
+        parent = versions.dataset_version_get(ref=name, version=data.get("version"), field="parent")
+        filters, judge_token = filters_and_judge_token(data)
+        params = CurateParams(
+            name=data.get("name", ""),
+            filters=filters,
+            num_rows=data.get("num_rows"),
+        )
+        job = services.dataset_curate(
+            owner=request.user, parent=parent, params=params, judge_token=judge_token
+        )
+        return Response(GenerationJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
 # --- generation jobs --------------------------------------------------------------------
 
 
@@ -320,7 +483,13 @@ class GenerationJobCollectionApi(ApiView):
     def post(self, request):
         data = dict(validated(GenerateInputSerializer, request.data))
         token = data.pop("token", "")
-        job = services.dataset_generate(owner=request.user, params=GenerationParams(**data), token=token)
+        data["filters"], judge_token = filters_and_judge_token(data)
+        for name in ("evol_instruct", "topic_tree"):
+            if name in data:
+                data[name] = dict(data[name])
+        job = services.dataset_generate(
+            owner=request.user, params=GenerationParams(**data), token=token, judge_token=judge_token
+        )
         return Response(GenerationJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -353,7 +522,9 @@ class GenerationJobResumeApi(ApiView):
     def post(self, request, job_id: str):
         data = validated(ResumeInputSerializer, request.data)
         job = selectors.generation_job_get(job_id=job_id)
-        job = services.generation_resume(job=job, token=data.get("token", ""))
+        job = services.generation_resume(
+            job=job, token=data.get("token", ""), judge_token=data.get("judge_token", "")
+        )
         return Response(GenerationJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 

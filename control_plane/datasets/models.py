@@ -104,6 +104,17 @@ class GenerationJob(models.Model):
     failed = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
+    # Tokens spent on the judge endpoint (the two above are the teacher's).
+    judge_prompt_tokens = models.PositiveBigIntegerField(default=0)
+    judge_completion_tokens = models.PositiveBigIntegerField(default=0)
+    report = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='The filters\' report: {"dropped_by": {check: rows}, "near_dup_clusters", "judged", '
+        '"judge_failures"}.',
+    )
+    # Relative to the data root: one JSON line per dataset row (provenance, the judge's verdict).
+    metadata_path = models.CharField(max_length=512, blank=True)
     error = models.TextField(blank=True)
     # The last event stored: the worker resumes the watch stream after it.
     last_seq = models.BigIntegerField(default=0)
@@ -135,6 +146,7 @@ class JobEvent(models.Model):
         PROGRESS = "progress"
         ROW_REJECTED = "row_rejected"
         DATASET_WRITTEN = "dataset_written"
+        JUDGE_FAILED = "judge_failed"  # the row was kept unjudged
 
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="events")
     seq = models.BigIntegerField()

@@ -7,10 +7,11 @@ DB untouched. Endpoint tokens pass through to the service and are never stored.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
@@ -20,8 +21,8 @@ from django.db import IntegrityError, transaction
 from control_plane.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, SynthtuneError
 from control_plane.core.events import EventRecord
 from control_plane.datasets import storage
-from control_plane.datasets.datagen import datagen_client, job_snapshot, start_request
-from control_plane.datasets.generation import GenerationParams
+from control_plane.datasets.datagen import curate_request, datagen_client, job_snapshot, start_request
+from control_plane.datasets.generation import CurateParams, Filters, GenerationParams
 from control_plane.datasets.models import Dataset, GenerationJob, JobEvent
 from synthtune import records
 from synthtune.datagen.v1 import datagen_pb2 as pb
@@ -50,40 +51,139 @@ def _ensure_name_free(name: str) -> None:
 
 
 def dataset_generate(
-    *, owner: AbstractBaseUser | None, params: GenerationParams, token: str
+    *, owner: AbstractBaseUser | None, params: GenerationParams, token: str, judge_token: str = ""
 ) -> GenerationJob:
     """Start a generation job on the datagen service and record it with its dataset.
 
-    Raises AlreadyExists for a taken name, and the service's errors (InvalidArgument,
-    Unavailable...) before anything is written."""
+    `token` is the teacher endpoint's, `judge_token` the judge's (filters.judge); neither is
+    stored. Raises AlreadyExists for a taken name, InvalidArgument for an unknown evaluation
+    set, and the service's errors (InvalidArgument, Unavailable...) before anything is written."""
     _ensure_name_free(params.name)
-    reply = datagen_client().call("StartGeneration", start_request(params, token=token))
+    eval_paths = _eval_paths(params.filters)
+    request = start_request(params, token=token, judge_token=judge_token, eval_paths=eval_paths)
+    recorded = params.as_json()
+    return _start_job(request, name=params.name, owner=owner, dataset_fields=lambda: {"params": recorded})
+
+
+def dataset_curate(
+    *, owner: AbstractBaseUser | None, parent: Dataset, params: CurateParams, judge_token: str = ""
+) -> GenerationJob:
+    """Filter dataset `parent` into a new version of it (a CURATE job on the datagen service: no
+    teacher), named params.name or else the parent's next version name. The new dataset records
+    the filters, without the judge's token, as its params.
+
+    Raises InvalidArgument unless `parent` is ready (field "parent") or for an unknown
+    evaluation set, AlreadyExists for a taken name, and the service's errors."""
+    from control_plane.datasets.versions import version_child_fields, version_default_name
+
+    if parent.status != Dataset.Status.READY:  # checked again (as the version is made) after the call
+        raise InvalidArgument(
+            f"Dataset {parent.name!r} is {parent.status}; only a ready dataset can be curated (wait for its "
+            "job to finish, or resume it).",
+            field="parent",
+        )
+    if not params.name:
+        params = dataclasses.replace(params, name=version_default_name(parent=parent))
+    _ensure_name_free(params.name)
+    eval_paths = _eval_paths(params.filters)
+    request = curate_request(params, source_path=parent.path, judge_token=judge_token, eval_paths=eval_paths)
+    recorded = params.as_json()  # the filters without the judge's token
+    return _start_job(
+        request,
+        name=params.name,
+        owner=owner,
+        # The rows are the parent's (a subset of them), so the version keeps its source.
+        dataset_fields=lambda: {
+            **version_child_fields(parent=parent, op="curate", params=recorded),
+            "params": {**recorded, "source": parent.name},
+            "source": parent.source,
+        },
+    )
+
+
+def _start_job(
+    request: pb.StartGenerationRequest,
+    *,
+    name: str,
+    owner: AbstractBaseUser | None,
+    dataset_fields: Callable[[], dict[str, Any]],
+) -> GenerationJob:
+    """Start `request` on the datagen service, then record its dataset (with the fields
+    `dataset_fields()` gives, inside the transaction) and the job."""
+    reply = datagen_client().call("StartGeneration", request)
     snapshot = job_snapshot(reply.job)
     try:
         with transaction.atomic():
             dataset = Dataset.objects.create(
-                name=params.name,
-                path=snapshot.dataset_path or storage.dataset_relpath(params.name),
-                source=Dataset.Source.GENERATED,
-                status=Dataset.Status.GENERATING,
-                format=Dataset.Format.INSTRUCTION,
-                params=params.as_json(),
-                owner=owner,
+                **{
+                    "source": Dataset.Source.GENERATED,
+                    "format": Dataset.Format.INSTRUCTION,
+                    **dataset_fields(),
+                    "name": name,
+                    "path": snapshot.dataset_path or storage.dataset_relpath(name),
+                    "status": Dataset.Status.GENERATING,
+                    "owner": owner,
+                }
             )
             job = GenerationJob.objects.create(
                 job_id=snapshot.job_id,
                 dataset=dataset,
                 state=snapshot.state,
                 target_rows=snapshot.target_rows,
+                metadata_path=snapshot.metadata_path,
             )
     except IntegrityError as exc:
-        # Another request took the name between our check and now: don't leave an orphan job running.
+        # Another request took the name (or the version number) between our check and now: don't
+        # leave an orphan job running.
         _cancel_quietly(snapshot.job_id)
+        if not Dataset.objects.filter(name=name).exists():
+            raise AlreadyExists(
+                "Another version of this dataset was made at the same moment; try again.", field="name"
+            ) from exc
         raise AlreadyExists(
-            f"A dataset named {params.name!r} already exists; pick another name.", field="name"
+            f"A dataset named {name!r} already exists; pick another name.", field="name"
         ) from exc
     logger.info("generation started", extra={"job_id": job.job_id, "dataset": dataset.name})
     return job
+
+
+def _eval_paths(filters: Filters) -> list[str]:
+    """The files of the decontamination sets, datasets first: ready datasets by name, and
+    adapters' held-out eval splits (adapters/<name>/eval.jsonl, written at export)."""
+    from control_plane.datasets.versions import dataset_version_get
+    from control_plane.runs.models import Adapter
+
+    decontam = filters.decontam
+    if decontam is None:
+        return []
+    paths = []
+    field = "filters.decontam.eval_datasets"
+    for name in decontam.eval_datasets:
+        dataset = dataset_version_get(ref=name, field=field)  # InvalidArgument for an unknown one
+        if dataset.status != Dataset.Status.READY:
+            raise InvalidArgument(
+                f"{field} names {name!r}, which is {dataset.status}; only ready datasets can be evaluation sets.",
+                field=field,
+            )
+        paths.append(dataset.path)
+    field = "filters.decontam.eval_adapters"
+    adapters = {a.name: a for a in Adapter.objects.filter(name__in=decontam.eval_adapters)}
+    for name in decontam.eval_adapters:
+        adapter = adapters.get(name)
+        if adapter is None:
+            raise InvalidArgument(
+                f"{field} names {name!r}, but there is no adapter by that name; list them at /api/v1/adapters/.",
+                field=field,
+            )
+        split = (adapter.manifest or {}).get("eval_split") or {}
+        if not split.get("file"):
+            raise InvalidArgument(
+                f"{field} names {name!r}, whose run held out no eval split; name its evaluation dataset "
+                "in filters.decontam.eval_datasets instead.",
+                field=field,
+            )
+        paths.append(f"{adapter.path.rstrip('/')}/{split['file']}")
+    return paths
 
 
 def _cancel_quietly(job_id: str) -> None:
@@ -102,15 +202,16 @@ def generation_cancel(*, job: GenerationJob) -> GenerationJob:
     return job
 
 
-def generation_resume(*, job: GenerationJob, token: str) -> GenerationJob:
-    """Continue a cancelled or failed job up to its target, keeping its rows. The token is
-    needed again because it was never stored."""
+def generation_resume(*, job: GenerationJob, token: str, judge_token: str = "") -> GenerationJob:
+    """Continue a cancelled or failed job up to its target, keeping its rows. The tokens (the
+    teacher's, and the judge's when the job has one) are needed again: they were never stored."""
     if job.state not in (GenerationJob.State.CANCELLED, GenerationJob.State.FAILED):
         raise FailedPrecondition(
             f"Job {job.job_id} is {job.state}; only cancelled or failed jobs can be resumed."
         )
     reply = datagen_client().call(
-        "ResumeGeneration", pb.ResumeGenerationRequest(job_id=job.job_id, token=token)
+        "ResumeGeneration",
+        pb.ResumeGenerationRequest(job_id=job.job_id, token=token, judge_token=judge_token),
     )
     snapshot = job_snapshot(reply.job)
     with transaction.atomic():
@@ -180,9 +281,15 @@ def generation_event_record(*, job_id: str, event: EventRecord) -> bool:
             job.kept, job.dropped, job.failed = payload["kept"], payload["dropped"], payload["failed"]
             job.target_rows = payload["target_rows"] or job.target_rows
             job.prompt_tokens, job.completion_tokens = payload["prompt_tokens"], payload["completion_tokens"]
+            # Events stored before the filters existed have no judge usage or report.
+            job.judge_prompt_tokens = payload.get("judge_prompt_tokens", job.judge_prompt_tokens)
+            job.judge_completion_tokens = payload.get("judge_completion_tokens", job.judge_completion_tokens)
+            job.report = payload.get("report", job.report)
             dataset.rows = payload["kept"]
         elif event.type == "dataset_written":
             job.kept, job.dropped, job.failed = payload["kept"], payload["dropped"], payload["failed"]
+            job.report = payload.get("report", job.report)
+            job.metadata_path = payload.get("metadata_path") or job.metadata_path
             dataset.path, dataset.sha256 = payload["dataset_path"], payload["sha256"]
             dataset.size_bytes, dataset.rows = payload["size_bytes"], inspected.get("rows", payload["kept"])
             if "error" in inspected:

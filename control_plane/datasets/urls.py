@@ -9,6 +9,7 @@ urlpatterns = [
     path("datasets/<str:name>/", apis.DatasetDetailApi.as_view(), name="dataset-detail"),
     path("datasets/<str:name>/preview/", apis.DatasetPreviewApi.as_view(), name="dataset-preview"),
     path("datasets/<str:name>/download/", apis.DatasetDownloadApi.as_view(), name="dataset-download"),
+    path("datasets/<str:name>/curate/", apis.DatasetCurateApi.as_view(), name="dataset-curate"),
     path("datasets/<str:name>/lineage/", version_apis.DatasetLineageApi.as_view(), name="dataset-lineage"),
     path("datasets/<str:name>/diff/", version_apis.DatasetDiffApi.as_view(), name="dataset-diff"),
     path(
