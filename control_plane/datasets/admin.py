@@ -18,8 +18,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from control_plane.core.errors import SynthtuneError
 from control_plane.datasets import selectors, services
-from control_plane.datasets.forms import GenerateForm, UploadForm
-from control_plane.datasets.generation import GenerationParams
+from control_plane.datasets.forms import CurateForm, GenerateForm, UploadForm
+from control_plane.datasets.generation import CurateParams, GenerationParams
 from control_plane.datasets.models import Dataset, GenerationJob
 from synthtune import records
 
@@ -53,7 +53,9 @@ def _preview_row(row) -> dict:
 
 
 def _form_error(form, exc: SynthtuneError) -> None:
-    field = exc.extra.get("field")
+    field = exc.extra.get("field") or ""
+    if hasattr(form, "form_field"):  # API field names ("filters.judge.base_url") -> the form's
+        field = form.form_field(field)
     form.add_error(field if field in form.fields else None, exc.message)
 
 
@@ -79,13 +81,14 @@ class DatasetAdmin(ReadOnlyAdmin):
     )
     change_list_template = "admin/datasets/dataset/change_list.html"
     change_form_template = "admin/datasets/dataset/change_form.html"
-    actions = ("fine_tune",)
+    actions = ("fine_tune", "curate")
 
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
             path("generate/", view(self.generate_view), name="datasets_dataset_generate"),
             path("upload/", view(self.upload_view), name="datasets_dataset_upload"),
+            path("<int:pk>/curate/", view(self.curate_view), name="datasets_dataset_curate"),
             *super().get_urls(),
         ]
 
@@ -118,6 +121,41 @@ class DatasetAdmin(ReadOnlyAdmin):
         query = urlencode({"datasets": names}, doseq=True)
         return HttpResponseRedirect(f"{reverse('admin:runs_run_fine_tune')}?{query}")
 
+    def has_curate_permission(self, request) -> bool:
+        return request.user.has_perm("datasets.add_dataset")
+
+    @admin.action(description="Curate into a new version", permissions=["curate"])
+    def curate(self, request, queryset):
+        """Open the Curate form for the one selected dataset."""
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one dataset to curate.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:datasets_dataset_curate", args=[queryset.get().pk]))
+
+    @method_decorator(sensitive_post_parameters("judge_token"))
+    def curate_view(self, request, pk: int):
+        self._require_add(request)
+        parent = get_object_or_404(Dataset, pk=pk)
+        form = CurateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            params, judge_token = form.params_and_judge_token()
+            try:
+                job = services.dataset_curate(
+                    owner=request.user, parent=parent, params=CurateParams(**params), judge_token=judge_token
+                )
+            except SynthtuneError as exc:
+                _form_error(form, exc)
+            else:
+                messages.success(request, f"Curating {parent.name!r} into {job.dataset.name!r} started.")
+                return HttpResponseRedirect(reverse("admin:datasets_generationjob_change", args=[job.pk]))
+        return self._render(
+            request,
+            title=f"Curate {parent.name} into a new version",
+            form=form,
+            form_id="curate-form",
+            submit_label="Start curating",
+        )
+
     def _require_add(self, request) -> None:
         if not request.user.has_perm("datasets.add_dataset"):
             raise PermissionDenied
@@ -133,15 +171,18 @@ class DatasetAdmin(ReadOnlyAdmin):
         }
         return TemplateResponse(request, "admin/core/form_page.html", context)
 
-    @method_decorator(sensitive_post_parameters("token"))
+    @method_decorator(sensitive_post_parameters("token", "judge_token"))
     def generate_view(self, request):
         self._require_add(request)
         form = GenerateForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            params, token = form.params_and_token()
+            params, token, judge_token = form.params_and_tokens()
             try:
                 job = services.dataset_generate(
-                    owner=request.user, params=GenerationParams(**params), token=token
+                    owner=request.user,
+                    params=GenerationParams(**params),
+                    token=token,
+                    judge_token=judge_token,
                 )
             except SynthtuneError as exc:
                 _form_error(form, exc)
@@ -174,6 +215,18 @@ class DatasetAdmin(ReadOnlyAdmin):
         )
 
 
+def _report_rows(report: dict) -> dict | None:
+    """The filters' report for the job page: rows dropped per check, and the other counts."""
+    if not report:
+        return None
+    return {
+        "dropped_by": sorted((report.get("dropped_by") or {}).items()),
+        "near_dup_clusters": report.get("near_dup_clusters", 0),
+        "judged": report.get("judged", 0),
+        "judge_failures": report.get("judge_failures", 0),
+    }
+
+
 @admin.register(GenerationJob)
 class GenerationJobAdmin(ReadOnlyAdmin):
     list_display = ("job_id", "dataset", "state", "kept", "target_rows", "dropped", "failed", "updated_at")
@@ -191,6 +244,9 @@ class GenerationJobAdmin(ReadOnlyAdmin):
         "failed",
         "prompt_tokens",
         "completion_tokens",
+        "judge_prompt_tokens",
+        "judge_completion_tokens",
+        "metadata_path",
         "last_seq",
         "created_at",
         "updated_at",
@@ -227,6 +283,7 @@ class GenerationJobAdmin(ReadOnlyAdmin):
             "job": job,
             "events": [{**event.as_dict(), "payload": json.dumps(event.payload)} for event in events],
             "stream_url": reverse("datasets:generation-job-event-stream", args=[job.job_id]),
+            "report": _report_rows(job.report),
             "dataset_url": reverse("admin:datasets_dataset_change", args=[job.dataset.pk]),
         }
         return super().change_view(request, object_id, form_url, extra_context=context)

@@ -6,7 +6,7 @@
   var panel = document.querySelector("[data-job-stream]");
   if (!panel) return;
   var TERMINAL = ["succeeded", "failed", "cancelled"];
-  var TYPES = ["state_changed", "progress", "row_rejected", "dataset_written"];
+  var TYPES = ["state_changed", "progress", "row_rejected", "dataset_written", "judge_failed"];
   var byId = function (id) { return document.getElementById(id); };
   var target = Number(panel.dataset.target) || 0;
 
@@ -23,6 +23,13 @@
     setText("job-target", target);
     var percent = target ? Math.min(100, Math.round((100 * payload.kept) / target)) : 0;
     byId("job-progress-bar").style.width = percent + "%";
+  }
+
+  function setReport(report) {
+    if (!report) return;
+    setText("report-clusters", report.near_dup_clusters);
+    setText("report-judged", report.judged);
+    setText("report-judge-failures", report.judge_failures);
   }
 
   function logEvent(event) {
@@ -56,7 +63,10 @@
     var onEvent = function (message) {
       var event = JSON.parse(message.data);
       logEvent(event);
-      if (event.type === "progress" || event.type === "dataset_written") setCounts(event.payload);
+      if (event.type === "progress" || event.type === "dataset_written") {
+        setCounts(event.payload);
+        setReport(event.payload.report);
+      }
       if (event.type === "state_changed") {
         setText("job-state", event.payload.state);
         if (event.payload.error) {
