@@ -69,6 +69,16 @@ class Client:
     def generate_dataset(self, **fields: Any) -> dict:
         return self.request("POST", "/api/v1/generation-jobs/", json=fields)
 
+    def curate_dataset(self, name: str, **fields: Any) -> dict:
+        """Start filtering dataset `name` into a new version; fields: name (the new one's),
+        filters, num_rows. Returns the job."""
+        return self.request("POST", f"/api/v1/datasets/{quote(name, safe='')}/curate/", json=fields)
+
+    def resume_generation(self, job_id: str, *, token: str = "", judge_token: str = "") -> dict:
+        """Continue a cancelled or failed generation job; the tokens again (they were never stored)."""
+        body = {key: value for key, value in {"token": token, "judge_token": judge_token}.items() if value}
+        return self.request("POST", f"/api/v1/generation-jobs/{job_id}/resume/", json=body)
+
     def generation_job(self, job_id: str) -> dict:
         return self.request("GET", f"/api/v1/generation-jobs/{job_id}/")
 

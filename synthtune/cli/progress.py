@@ -17,10 +17,10 @@ def _bar(console: Console, label: str) -> Progress:
                     TimeElapsedColumn(), console=console, transient=False)
 
 
-def watch_generation(console: Console, events: Iterator[SseEvent], *, total: int) -> str:
-    """Show a generation job's progress; return its final state."""
+def watch_generation(console: Console, events: Iterator[SseEvent], *, total: int, label: str = "generate") -> str:
+    """Show a generation (or curate) job's progress; return its final state."""
     state = "queued"
-    with _bar(console, "generate") as bar:
+    with _bar(console, label) as bar:
         task = bar.add_task("", total=total)
         for event in events:
             payload = event.data["payload"]

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from synthtune.client import Client
+from tests.support.fake_openai import FakeOpenAI, schema_name
 from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.slow
@@ -31,7 +32,8 @@ def synthtune(stack, *args: str, token: str | None = None, url: str | None = Non
 
 
 def test_help_is_useful_on_every_command(stack):
-    for args in (["--help"], ["datasets", "--help"], ["datasets", "generate", "--help"], ["runs", "start", "--help"], ["runs", "resume", "--help"],
+    for args in (["--help"], ["datasets", "--help"], ["datasets", "generate", "--help"], ["datasets", "curate", "--help"],
+                 ["datasets", "resume", "--help"], ["runs", "start", "--help"], ["runs", "resume", "--help"],
                  ["adapters", "--help"], ["adapters", "load", "--help"], ["compare", "--help"],
                  ["compare", "one", "--help"], ["compare", "batch", "--help"]):
         result = synthtune(stack, *args)
@@ -87,6 +89,43 @@ def test_generate_then_train_with_progress_and_exit_codes(stack, vllm_server):
     assert synthtune(stack, "runs", "cancel", "does-not-exist").returncode == 2
     not_failed = synthtune(stack, "runs", "resume", run["run_id"])  # succeeded: nothing to resume
     assert not_failed.returncode == 2 and "only a failed run can be resumed" in not_failed.stderr
+
+
+def _judge(body: dict) -> str | None:
+    """A judge that fails the row about tides and passes the rest."""
+    if schema_name(body) != "judgement":
+        return None
+    score = 1 if "tides" in body["messages"][0]["content"] else 5
+    names = [name for name in body["response_format"]["json_schema"]["schema"]["properties"] if name != "reason"]
+    return json.dumps({"reason": "ok", **{name: score for name in names}})
+
+
+def test_curate_watches_the_job_into_a_new_version(stack, monkeypatch):
+    rows = [{"instruction": text, "output": "An answer."} for text in (
+        "Explain how the DNS system resolves a domain name to an address.",
+        "Explain how the DNS system resolves a domain name into an address.",  # near duplicate
+        "Write a haiku about autumn leaves.", "Write a haiku about autumn leaves.",  # exact duplicate
+        "Describe the tides badly.", "Name three primary colours of paint.")]
+    with Client(stack.url, token=stack.token) as api:
+        api.upload_rows("cli-raw", rows)
+    monkeypatch.setenv("JUDGE_TOKEN", "cli-judge-token-0123456")
+    with FakeOpenAI(respond=_judge) as judge:
+        curated = synthtune(stack, "--json", "datasets", "curate", "cli-raw", "--near-dup", "--judge-url",
+                            judge.base_url, "--judge-model", judge.model, "--judge-min-score", "3")
+        assert curated.returncode == 0, curated.stderr
+        assert {r.headers["Authorization"] for r in judge.chat_requests()} == {"Bearer cli-judge-token-0123456"}
+    job = json.loads(curated.stdout)
+    assert (job["state"], job["dataset"], job["kept"]) == ("succeeded", "cli-raw.v2", 3)
+    assert job["report"]["dropped_by"] == {"duplicate": 1, "judge": 1, "near_duplicate": 1}
+    assert "curate" in curated.stderr  # the progress bar, on stderr under --json
+    shown = json.loads(synthtune(stack, "--json", "datasets", "show", "cli-raw.v2").stdout)
+    assert shown["parent"] == "cli-raw" and shown["operation"]["op"] == "curate"
+
+    unknown = synthtune(stack, "datasets", "curate", "cli-raw", "--decontam", "no-such-set")
+    assert unknown.returncode == 2 and "filters.decontam.eval_datasets" in unknown.stderr
+    unset = synthtune(stack, "datasets", "curate", "cli-raw", "--judge-url", judge.base_url, "--judge-model", "m",
+                      "--judge-token-env", "NO_SUCH_TOKEN_VAR")
+    assert unset.returncode == 2 and "NO_SUCH_TOKEN_VAR" in unset.stderr
 
 
 def _trained_adapter(stack, name: str) -> str:
