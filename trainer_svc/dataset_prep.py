@@ -24,11 +24,11 @@ import hashlib
 import json
 import random
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from synthtune.errors import InvalidArgument
+from synthtune.errors import FailedPrecondition, InvalidArgument
 from synthtune.paths import resolve_under
 from synthtune.prompt_format import PromptFormat, format_for_tokenizer, training_example
 from synthtune.records import row_format
@@ -49,6 +49,9 @@ class DatasetFile:
     rows: int
     format: str  # "instruction", "chat" or "mixed"
     size_bytes: int
+    # The dataset version the caller named for this file (check_versions); "" and 0 when none.
+    name: str = ""
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,26 @@ def load_dataset_file(data_root: Path, relative: str) -> tuple[DatasetFile, list
     fmt = next(iter(formats)) if len(formats) == 1 else "mixed"
     info = DatasetFile(relative, hashlib.sha256(data).hexdigest(), len(rows), fmt, len(data))
     return info, rows
+
+
+def check_versions(files: tuple[DatasetFile, ...], refs: list[dict[str, Any]]) -> tuple[DatasetFile, ...]:
+    """The files named by the versions the caller meant (`refs`, in the same order: RunConfig
+    checked that). FailedPrecondition when a file's bytes are no longer that version's: a run
+    trains on exactly what it was asked to, or not at all."""
+    if not refs:
+        return files
+    named = []
+    for info, ref in zip(files, refs, strict=True):
+        if info.sha256 != ref["sha256"]:
+            raise FailedPrecondition(
+                f"dataset {ref['name']!r} version {ref['version']} ({info.path}) has changed: its sha256 is "
+                f"{info.sha256}, the version's is {ref['sha256']}. Dataset versions are immutable; restore "
+                "the file, or train on a version that matches it.",
+                field="dataset_refs",
+                extra={"dataset": ref["name"], "version": ref["version"], "path": info.path},
+            )
+        named.append(replace(info, name=ref["name"], version=ref["version"]))
+    return tuple(named)
 
 
 def split_rows(rows: list, eval_fraction: float, seed: int) -> tuple[list, list]:

@@ -211,6 +211,10 @@ class RunConfig:
         adapter_name: stem of the exported folder, adapters/<stem>-v<N>. `None`:
             "<last part of base_model_id>-lora".
         lora, training, device, distributed: see their classes.
+        dataset_refs: the exact versions the caller means, one per entry of `datasets` and in
+            its order: {"path", "name", "version", "sha256"}. Empty: any content of the files.
+            A file whose sha256 differs is refused (FailedPrecondition) and the adapter's
+            manifest names each version.
     """
 
     run_id: str
@@ -223,6 +227,7 @@ class RunConfig:
     training: TrainingOptions = field(default_factory=TrainingOptions)
     device: DeviceOptions = field(default_factory=DeviceOptions)
     distributed: DistributedOptions = field(default_factory=DistributedOptions)
+    dataset_refs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -366,6 +371,7 @@ def resolve(config: RunConfig, *, available_devices: tuple[str, ...] | None = No
     validate_name(config.run_id, field="run_id")
     data_root = _data_root(config.data_root)
     _validate_dataset_list(config.datasets)
+    _validate_dataset_refs(config.datasets, config.dataset_refs)
     model = locate_model(config.base_model_id, config.base_model_path)
     device = _device_plan(config.device, available_devices or detect_devices())
     defaults = DEVICE_DEFAULTS[device.kind]
@@ -496,6 +502,25 @@ def _validate_dataset_list(datasets: list[str]) -> None:
         raise InvalidArgument("datasets must be a list of relative paths.", field="datasets")
     if len(set(datasets)) != len(datasets):
         raise InvalidArgument("datasets lists the same file twice.", field="datasets")
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _validate_dataset_refs(datasets: list[str], refs: list[dict[str, Any]]) -> None:
+    if not refs:
+        return
+    if not isinstance(refs, list) or [r.get("path") if isinstance(r, dict) else None for r in refs] != datasets:
+        raise InvalidArgument("dataset_refs must name the same paths as datasets, in the same order.",
+                              field="dataset_refs")
+    for ref in refs:
+        if not isinstance(ref.get("name"), str) or not ref["name"]:
+            raise InvalidArgument(f"dataset_refs entry for {ref['path']!r} needs a name.", field="dataset_refs")
+        if not isinstance(ref.get("version"), int) or ref["version"] < 1:
+            raise InvalidArgument(f"dataset_refs entry {ref['name']!r} needs a version from 1.", field="dataset_refs")
+        if not isinstance(ref.get("sha256"), str) or not _SHA256.match(ref["sha256"]):
+            raise InvalidArgument(f"dataset_refs entry {ref['name']!r} needs a sha256 (64 lowercase hex digits).",
+                                  field="dataset_refs")
 
 
 def _device_plan(options: DeviceOptions, available: tuple[str, ...]) -> DevicePlan:

@@ -69,6 +69,8 @@ class RunRequest:
     distributed: dict[str, Any] = field(default_factory=dict)
     adapter_name: str = ""
     merge_full_model: bool = False
+    # The exact versions of `datasets` ({"path", "name", "version", "sha256"}); see RunConfig.
+    dataset_refs: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RunManager:
@@ -489,13 +491,15 @@ class RunManager:
                          **request.training, "merge_full_model": request.merge_full_model},
             "device": dict(request.device),
             "distributed": dict(request.distributed),
+            "dataset_refs": [dict(ref) for ref in request.dataset_refs],
         }
 
     def _record_plan(self, run: Run, plan: dict[str, Any]) -> None:
         data = plan["data"]
         run.plan = plan
         run.prompt_format = data["prompt_format"]
-        run.datasets = [{k: d[k] for k in ("path", "sha256", "rows", "format", "size_bytes")} for d in data["datasets"]]
+        run.datasets = [{k: d[k] for k in ("path", "sha256", "rows", "format", "size_bytes", "name", "version")
+                         if k in d} for d in data["datasets"]]
         run.train_rows, run.eval_rows, run.truncated_rows = data["train_rows"], data["eval_rows"], data["truncated_rows"]
         self.store.save(run)
         self.store.append(run, "log", {"level": "info", "message": (

@@ -100,9 +100,12 @@ def request_from_proto(request: pb.StartRunRequest) -> RunRequest:
         sections["lora"]["target_modules"] = "all-linear" if targets == ["all-linear"] else targets
     if hp.device:
         sections["device"]["device"] = hp.device
+    refs = [{"path": r.path, "name": r.name, "version": r.version, "sha256": r.sha256} for r in request.dataset_refs]
+    # Refs alone are enough; with both, RunConfig checks they name the same paths.
+    datasets = list(request.datasets) or [ref["path"] for ref in refs]
     return RunRequest(
-        base_model=request.base_model, datasets=list(request.datasets), adapter_name=request.adapter_name,
-        merge_full_model=request.merge_full_model, **sections,
+        base_model=request.base_model, datasets=datasets, adapter_name=request.adapter_name,
+        merge_full_model=request.merge_full_model, dataset_refs=refs, **sections,
     )
 
 

@@ -78,13 +78,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from synthtune.errors import SynthtuneError
 from trainer_svc.checkpoints import checkpoint_step, checkpoints_dir, latest_checkpoint, remove_checkpoints
-from trainer_svc.dataset_prep import DataReport, PreparedData, load_tokenizer, prepare_data
+from trainer_svc.dataset_prep import (
+    DataReport,
+    DatasetFile,
+    PreparedData,
+    check_versions,
+    load_tokenizer,
+    prepare_data,
+)
 from trainer_svc.export import ExportResult, Lineage, export_adapter
 from trainer_svc.hyperparams import ResolvedConfig, RunConfig, resolve
 from trainer_svc.lora_targets import TargetPlan, assert_wrapped, resolve_targets
@@ -156,6 +163,9 @@ def _plan(config: RunConfig | dict[str, Any], **machines: Any) -> tuple[RunPlan,
         eval_fraction=resolved.training.eval_fraction,
         seed=resolved.training.seed,
     )
+    # Exactness: the files must still be the versions asked for (also when a queued run starts).
+    named = check_versions(prepared.report.datasets, run.dataset_refs)
+    prepared.report = replace(prepared.report, datasets=named)
     return RunPlan(resolved, targets, prepared.report), tokenizer, prepared
 
 
@@ -253,8 +263,7 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, che
         base_model_id=resolved.run.base_model_id,
         base_model_architecture=resolved.model.architecture,
         prompt_format=plan.report.prompt_format,
-        datasets=[{"path": d.path, "sha256": d.sha256, "rows": d.rows, "format": d.format}
-                  for d in plan.report.datasets],
+        datasets=[_manifest_dataset(d) for d in plan.report.datasets],
         hyperparameters=plan.hyperparameters(),
         metrics=metrics,
     )
@@ -273,6 +282,14 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, che
     trainer.accelerator.wait_for_everyone()
     emit({"type": "finished", "status": "succeeded", "metrics": metrics})
     return TrainResult("succeeded", metrics, result)
+
+
+def _manifest_dataset(info: DatasetFile) -> dict[str, Any]:
+    """A dataset as the manifest names it; with its version (name, version) when the run had one."""
+    entry: dict[str, Any] = {"path": info.path, "sha256": info.sha256, "rows": info.rows, "format": info.format}
+    if info.name:
+        entry.update(name=info.name, version=info.version)
+    return entry
 
 
 def _load_model(resolved: ResolvedConfig) -> Any:

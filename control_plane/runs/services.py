@@ -72,9 +72,11 @@ def run_start(*, owner: AbstractBaseUser | None, params: RunParams) -> Run:
     if not params.adapter_name and settings.SYNTHTUNE_DEFAULT_ADAPTER_NAME:
         # SYNTHTUNE_DEFAULT_ADAPTER_NAME (the old app's DEFAULT_ADAPTER_NAME): one stable stem.
         params = replace(params, adapter_name=settings.SYNTHTUNE_DEFAULT_ADAPTER_NAME)
-    request = start_request(params, dataset_paths=[dataset.path for dataset in datasets])
+    # The exact versions: the trainer refuses a file that is no longer one, and its manifest names them.
+    refs = [{"path": d.path, **d.ref} for d in datasets] if all(d.sha256 for d in datasets) else None
+    request = start_request(params, dataset_paths=[dataset.path for dataset in datasets], dataset_refs=refs)
     reply = trainer_client().call("StartRun", request, timeout_s=START_TIMEOUT_S)
-    snapshot = run_snapshot(reply.run)
+    snapshot = _named_reports(run_snapshot(reply.run), datasets)
     try:
         with transaction.atomic():
             run = Run.objects.create(
@@ -92,6 +94,19 @@ def run_start(*, owner: AbstractBaseUser | None, params: RunParams) -> Run:
         raise
     logger.info("run started", extra={"run_id": run.run_id, "base_model": run.base_model})
     return run
+
+
+def _named_reports(snapshot: RunSnapshot, datasets: list[Dataset]) -> RunSnapshot:
+    """The trainer's dataset reports, each naming its version (name, version, sha256): a trainer
+    that predates versions reports paths only, and the run record must still say which versions."""
+    by_path = {dataset.path: dataset for dataset in datasets}
+    reports = []
+    for report in snapshot.datasets:
+        dataset = by_path.get(report["path"])
+        if dataset is not None and "name" not in report:
+            report = {**report, "name": dataset.name, "version": dataset.version}
+        reports.append(report)
+    return replace(snapshot, datasets=reports)
 
 
 def _snapshot_fields(snapshot: RunSnapshot, *, state: bool) -> dict[str, Any]:
@@ -159,6 +174,7 @@ def run_refresh(*, run_id: str) -> Run:
     snapshot = run_snapshot(trainer_client().call("GetRun", pb.GetRunRequest(run_id=run_id)).run)
     with transaction.atomic():
         run = Run.objects.select_for_update().get(run_id=run_id)
+        snapshot = _named_reports(snapshot, list(run.datasets.all()))
         for name, value in _snapshot_fields(snapshot, state=False).items():
             if value or name in ("queue_position", "truncated_rows"):
                 setattr(run, name, value)

@@ -60,6 +60,7 @@ class FieldNames(dict):
 FIELD_NAMES = FieldNames(
     {
         "datasets": "datasets",
+        "dataset_refs": "datasets",
         "base_model": "base_model",
         "base_model_id": "base_model",
         "base_model_path": "base_model",
@@ -106,8 +107,12 @@ class RunSnapshot:
     datasets: list[dict[str, Any]] = field(default_factory=list)
 
 
-def start_request(params: RunParams, *, dataset_paths: list[str]) -> pb.StartRunRequest:
-    """`dataset_paths` are the datasets' files relative to the data root, in request order."""
+def start_request(
+    params: RunParams, *, dataset_paths: list[str], dataset_refs: list[dict[str, Any]] | None = None
+) -> pb.StartRunRequest:
+    """`dataset_paths` are the datasets' files relative to the data root, in request order;
+    `dataset_refs` the exact versions behind them ({"path", "name", "version", "sha256"}), which
+    the trainer holds the files to and names in the adapter's manifest."""
     hyper = pb.Hyperparameters()
     for name, value in params.hyperparameters.items():
         if name == "target_modules":
@@ -120,6 +125,7 @@ def start_request(params: RunParams, *, dataset_paths: list[str]) -> pb.StartRun
         hyperparameters=hyper,
         adapter_name=params.adapter_name,
         merge_full_model=params.merge_full_model,
+        dataset_refs=[pb.DatasetRef(**ref) for ref in dataset_refs or ()],
     )
 
 
@@ -159,6 +165,7 @@ def run_snapshot(run: pb.Run) -> RunSnapshot:
                 "rows": report.rows,
                 "format": report.format,
                 "size_bytes": report.size_bytes,
+                **({"name": report.name, "version": report.version} if report.name else {}),
             }
             for report in run.datasets
         ],

@@ -167,6 +167,25 @@ def test_validation_loads_no_weights(make_config, monkeypatch):
                                                           "up_proj", "down_proj"]}))
 
 
+def test_validation_holds_datasets_to_the_versions_named(make_config, data_root):
+    import hashlib
+
+    from synthtune.errors import FailedPrecondition, InvalidArgument
+
+    path = "datasets/fixed.jsonl"
+    config = make_config()  # writes the file
+    digest = hashlib.sha256((data_root / path).read_bytes()).hexdigest()
+    ref = {"path": path, "name": "fixed.v2", "version": 2, "sha256": digest}
+    plan = validate_run(make_config(dataset_refs=[ref]))
+    assert plan.to_dict()["data"]["datasets"][0] | ref == plan.to_dict()["data"]["datasets"][0]
+    with pytest.raises(FailedPrecondition, match="fixed.v2' version 2 .* has changed") as changed:
+        validate_run(make_config(dataset_refs=[{**ref, "sha256": "0" * 64}]))
+    assert changed.value.extra["field"] == "dataset_refs"
+    with pytest.raises(InvalidArgument, match="same paths"):
+        validate_run(make_config(dataset_refs=[{**ref, "path": "datasets/other.jsonl"}]))
+    assert config.dataset_refs == []  # paths alone still work (old requests)
+
+
 def test_cli_cancels_on_sigterm(make_config, data_root, tmp_path):
     rows = [{"instruction": f"Question {i}?", "output": "Answer " * (i % 7 + 1)} for i in range(200)]
     config = make_config(model="tiny-llama", datasets=[write_dataset(data_root, "d", rows)],

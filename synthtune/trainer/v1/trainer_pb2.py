@@ -25,57 +25,59 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"synthtune/trainer/v1/trainer.proto\x12\x14synthtune.trainer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x05\n\x0fHyperparameters\x12\x13\n\x06lora_r\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nlora_alpha\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0clora_dropout\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\x12\x13\n\x06\x65pochs\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12\x17\n\nbatch_size\x18\x07 \x01(\x05H\x05\x88\x01\x01\x12(\n\x1bgradient_accumulation_steps\x18\x08 \x01(\x05H\x06\x88\x01\x01\x12\x17\n\nmax_length\x18\t \x01(\x05H\x07\x88\x01\x01\x12\x1a\n\reval_fraction\x18\n \x01(\x01H\x08\x88\x01\x01\x12\x14\n\x07packing\x18\x0b \x01(\x08H\t\x88\x01\x01\x12\x11\n\x04seed\x18\x0c \x01(\x05H\n\x88\x01\x01\x12\x0e\n\x06\x64\x65vice\x18\r \x01(\t\x12\x1a\n\rquantize_4bit\x18\x0e \x01(\x08H\x0b\x88\x01\x01\x12\x16\n\tnum_nodes\x18\x0f \x01(\x05H\x0c\x88\x01\x01\x12\x1f\n\x12processes_per_node\x18\x10 \x01(\x05H\r\x88\x01\x01\x12\x1d\n\x10keep_checkpoints\x18\x11 \x01(\x08H\x0e\x88\x01\x01\x42\t\n\x07_lora_rB\r\n\x0b_lora_alphaB\x0f\n\r_lora_dropoutB\t\n\x07_epochsB\x10\n\x0e_learning_rateB\r\n\x0b_batch_sizeB\x1e\n\x1c_gradient_accumulation_stepsB\r\n\x0b_max_lengthB\x10\n\x0e_eval_fractionB\n\n\x08_packingB\x07\n\x05_seedB\x10\n\x0e_quantize_4bitB\x0c\n\n_num_nodesB\x15\n\x13_processes_per_nodeB\x13\n\x11_keep_checkpoints\"\xa7\x01\n\x0fStartRunRequest\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x02 \x03(\t\x12>\n\x0fhyperparameters\x18\x03 \x01(\x0b\x32%.synthtune.trainer.v1.Hyperparameters\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x04 \x01(\t\x12\x18\n\x10merge_full_model\x18\x05 \x01(\x08\":\n\x10StartRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.synthtune.trainer.v1.Run\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"8\n\x0eGetRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.synthtune.trainer.v1.Run\"\x11\n\x0fListRunsRequest\";\n\x10ListRunsResponse\x12\'\n\x04runs\x18\x01 \x03(\x0b\x32\x19.synthtune.trainer.v1.Run\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\";\n\x11\x43\x61ncelRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.synthtune.trainer.v1.Run\"\"\n\x10ResumeRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\";\n\x11ResumeRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.synthtune.trainer.v1.Run\"_\n\rDatasetReport\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04rows\x18\x03 \x01(\x05\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\"\x89\x04\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.synthtune.trainer.v1.RunState\x12\x12\n\nbase_model\x18\x03 \x01(\t\x12\x35\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32#.synthtune.trainer.v1.DatasetReport\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x0c\n\x04step\x18\x07 \x01(\x05\x12\x11\n\tmax_steps\x18\x08 \x01(\x05\x12\r\n\x05\x65poch\x18\t \x01(\x01\x12\x14\n\x0c\x61\x64\x61pter_path\x18\n \x01(\t\x12\x15\n\rprompt_format\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0equeue_position\x18\x0e \x01(\x05\x12\x14\n\x0cmetrics_json\x18\x0f \x01(\t\x12\x12\n\ntrain_rows\x18\x10 \x01(\x05\x12\x11\n\teval_rows\x18\x11 \x01(\x05\x12\x16\n\x0etruncated_rows\x18\x12 \x01(\x05\x12\x19\n\x11resumed_from_step\x18\x13 \x01(\x05\x12\x0f\n\x07resumes\x18\x14 \x01(\x05\"L\n\x0cStateChanged\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.synthtune.trainer.v1.RunState\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x01\n\x0bStepMetrics\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\x11\n\tmax_steps\x18\x02 \x01(\x05\x12\r\n\x05\x65poch\x18\x03 \x01(\x01\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\x12\x11\n\tgrad_norm\x18\x06 \x01(\x01\x12\x14\n\x0ctokens_per_s\x18\x07 \x01(\x01\x12\r\n\x05\x65ta_s\x18\x08 \x01(\x01\"=\n\x0b\x45valMetrics\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\r\n\x05\x65poch\x18\x02 \x01(\x01\x12\x11\n\teval_loss\x18\x03 \x01(\x01\")\n\x07LogLine\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"q\n\x10\x41rtifactExported\x12\x14\n\x0c\x61\x64\x61pter_path\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x02 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x03 \x01(\t\x12\x19\n\x11merged_model_path\x18\x04 \x01(\t\"(\n\x07Resumed\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\x0f\n\x07resumes\x18\x02 \x01(\x05\"\x98\x03\n\x08RunEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12;\n\rstate_changed\x18\n \x01(\x0b\x32\".synthtune.trainer.v1.StateChangedH\x00\x12\x31\n\x04step\x18\x0b \x01(\x0b\x32!.synthtune.trainer.v1.StepMetricsH\x00\x12\x31\n\x04\x65val\x18\x0c \x01(\x0b\x32!.synthtune.trainer.v1.EvalMetricsH\x00\x12,\n\x03log\x18\r \x01(\x0b\x32\x1d.synthtune.trainer.v1.LogLineH\x00\x12:\n\x08\x65xported\x18\x0e \x01(\x0b\x32&.synthtune.trainer.v1.ArtifactExportedH\x00\x12\x30\n\x07resumed\x18\x0f \x01(\x0b\x32\x1d.synthtune.trainer.v1.ResumedH\x00\x42\x06\n\x04kind*\xb4\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14RUN_STATE_VALIDATING\x10\x01\x12\x14\n\x10RUN_STATE_QUEUED\x10\x02\x12\x15\n\x11RUN_STATE_RUNNING\x10\x03\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x04\x12\x14\n\x10RUN_STATE_FAILED\x10\x05\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x06\x32\xac\x04\n\x0eTrainerService\x12Y\n\x08StartRun\x12%.synthtune.trainer.v1.StartRunRequest\x1a&.synthtune.trainer.v1.StartRunResponse\x12S\n\x08WatchRun\x12%.synthtune.trainer.v1.WatchRunRequest\x1a\x1e.synthtune.trainer.v1.RunEvent0\x01\x12S\n\x06GetRun\x12#.synthtune.trainer.v1.GetRunRequest\x1a$.synthtune.trainer.v1.GetRunResponse\x12Y\n\x08ListRuns\x12%.synthtune.trainer.v1.ListRunsRequest\x1a&.synthtune.trainer.v1.ListRunsResponse\x12\\\n\tCancelRun\x12&.synthtune.trainer.v1.CancelRunRequest\x1a\'.synthtune.trainer.v1.CancelRunResponse\x12\\\n\tResumeRun\x12&.synthtune.trainer.v1.ResumeRunRequest\x1a\'.synthtune.trainer.v1.ResumeRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"synthtune/trainer/v1/trainer.proto\x12\x14synthtune.trainer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x05\n\x0fHyperparameters\x12\x13\n\x06lora_r\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nlora_alpha\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0clora_dropout\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\x12\x13\n\x06\x65pochs\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12\x17\n\nbatch_size\x18\x07 \x01(\x05H\x05\x88\x01\x01\x12(\n\x1bgradient_accumulation_steps\x18\x08 \x01(\x05H\x06\x88\x01\x01\x12\x17\n\nmax_length\x18\t \x01(\x05H\x07\x88\x01\x01\x12\x1a\n\reval_fraction\x18\n \x01(\x01H\x08\x88\x01\x01\x12\x14\n\x07packing\x18\x0b \x01(\x08H\t\x88\x01\x01\x12\x11\n\x04seed\x18\x0c \x01(\x05H\n\x88\x01\x01\x12\x0e\n\x06\x64\x65vice\x18\r \x01(\t\x12\x1a\n\rquantize_4bit\x18\x0e \x01(\x08H\x0b\x88\x01\x01\x12\x16\n\tnum_nodes\x18\x0f \x01(\x05H\x0c\x88\x01\x01\x12\x1f\n\x12processes_per_node\x18\x10 \x01(\x05H\r\x88\x01\x01\x12\x1d\n\x10keep_checkpoints\x18\x11 \x01(\x08H\x0e\x88\x01\x01\x42\t\n\x07_lora_rB\r\n\x0b_lora_alphaB\x0f\n\r_lora_dropoutB\t\n\x07_epochsB\x10\n\x0e_learning_rateB\r\n\x0b_batch_sizeB\x1e\n\x1c_gradient_accumulation_stepsB\r\n\x0b_max_lengthB\x10\n\x0e_eval_fractionB\n\n\x08_packingB\x07\n\x05_seedB\x10\n\x0e_quantize_4bitB\x0c\n\n_num_nodesB\x15\n\x13_processes_per_nodeB\x13\n\x11_keep_checkpoints\"\xdf\x01\n\x0fStartRunRequest\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x02 \x03(\t\x12>\n\x0fhyperparameters\x18\x03 \x01(\x0b\x32%.synthtune.trainer.v1.Hyperparameters\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x04 \x01(\t\x12\x18\n\x10merge_full_model\x18\x05 \x01(\x08\x12\x36\n\x0c\x64\x61taset_refs\x18\x06 \x03(\x0b\x32 .synthtune.trainer.v1.DatasetRef\"I\n\nDatasetRef\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x0e\n\x06sha256\x18\x04 \x01(\t\":\n\x10StartRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.synthtune.trainer.v1.Run\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"8\n\x0eGetRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.synthtune.trainer.v1.Run\"\x11\n\x0fListRunsRequest\";\n\x10ListRunsResponse\x12\'\n\x04runs\x18\x01 \x03(\x0b\x32\x19.synthtune.trainer.v1.Run\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\";\n\x11\x43\x61ncelRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.synthtune.trainer.v1.Run\"\"\n\x10ResumeRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\";\n\x11ResumeRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.synthtune.trainer.v1.Run\"~\n\rDatasetReport\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04rows\x18\x03 \x01(\x05\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\x05\"\x89\x04\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.synthtune.trainer.v1.RunState\x12\x12\n\nbase_model\x18\x03 \x01(\t\x12\x35\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32#.synthtune.trainer.v1.DatasetReport\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x0c\n\x04step\x18\x07 \x01(\x05\x12\x11\n\tmax_steps\x18\x08 \x01(\x05\x12\r\n\x05\x65poch\x18\t \x01(\x01\x12\x14\n\x0c\x61\x64\x61pter_path\x18\n \x01(\t\x12\x15\n\rprompt_format\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0equeue_position\x18\x0e \x01(\x05\x12\x14\n\x0cmetrics_json\x18\x0f \x01(\t\x12\x12\n\ntrain_rows\x18\x10 \x01(\x05\x12\x11\n\teval_rows\x18\x11 \x01(\x05\x12\x16\n\x0etruncated_rows\x18\x12 \x01(\x05\x12\x19\n\x11resumed_from_step\x18\x13 \x01(\x05\x12\x0f\n\x07resumes\x18\x14 \x01(\x05\"L\n\x0cStateChanged\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.synthtune.trainer.v1.RunState\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x01\n\x0bStepMetrics\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\x11\n\tmax_steps\x18\x02 \x01(\x05\x12\r\n\x05\x65poch\x18\x03 \x01(\x01\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\x12\x11\n\tgrad_norm\x18\x06 \x01(\x01\x12\x14\n\x0ctokens_per_s\x18\x07 \x01(\x01\x12\r\n\x05\x65ta_s\x18\x08 \x01(\x01\"=\n\x0b\x45valMetrics\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\r\n\x05\x65poch\x18\x02 \x01(\x01\x12\x11\n\teval_loss\x18\x03 \x01(\x01\")\n\x07LogLine\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"q\n\x10\x41rtifactExported\x12\x14\n\x0c\x61\x64\x61pter_path\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x02 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x03 \x01(\t\x12\x19\n\x11merged_model_path\x18\x04 \x01(\t\"(\n\x07Resumed\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\x0f\n\x07resumes\x18\x02 \x01(\x05\"\x98\x03\n\x08RunEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12;\n\rstate_changed\x18\n \x01(\x0b\x32\".synthtune.trainer.v1.StateChangedH\x00\x12\x31\n\x04step\x18\x0b \x01(\x0b\x32!.synthtune.trainer.v1.StepMetricsH\x00\x12\x31\n\x04\x65val\x18\x0c \x01(\x0b\x32!.synthtune.trainer.v1.EvalMetricsH\x00\x12,\n\x03log\x18\r \x01(\x0b\x32\x1d.synthtune.trainer.v1.LogLineH\x00\x12:\n\x08\x65xported\x18\x0e \x01(\x0b\x32&.synthtune.trainer.v1.ArtifactExportedH\x00\x12\x30\n\x07resumed\x18\x0f \x01(\x0b\x32\x1d.synthtune.trainer.v1.ResumedH\x00\x42\x06\n\x04kind*\xb4\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14RUN_STATE_VALIDATING\x10\x01\x12\x14\n\x10RUN_STATE_QUEUED\x10\x02\x12\x15\n\x11RUN_STATE_RUNNING\x10\x03\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x04\x12\x14\n\x10RUN_STATE_FAILED\x10\x05\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x06\x32\xac\x04\n\x0eTrainerService\x12Y\n\x08StartRun\x12%.synthtune.trainer.v1.StartRunRequest\x1a&.synthtune.trainer.v1.StartRunResponse\x12S\n\x08WatchRun\x12%.synthtune.trainer.v1.WatchRunRequest\x1a\x1e.synthtune.trainer.v1.RunEvent0\x01\x12S\n\x06GetRun\x12#.synthtune.trainer.v1.GetRunRequest\x1a$.synthtune.trainer.v1.GetRunResponse\x12Y\n\x08ListRuns\x12%.synthtune.trainer.v1.ListRunsRequest\x1a&.synthtune.trainer.v1.ListRunsResponse\x12\\\n\tCancelRun\x12&.synthtune.trainer.v1.CancelRunRequest\x1a\'.synthtune.trainer.v1.CancelRunResponse\x12\\\n\tResumeRun\x12&.synthtune.trainer.v1.ResumeRunRequest\x1a\'.synthtune.trainer.v1.ResumeRunResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'synthtune.trainer.v1.trainer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATE']._serialized_start=2981
-  _globals['_RUNSTATE']._serialized_end=3161
+  _globals['_RUNSTATE']._serialized_start=3143
+  _globals['_RUNSTATE']._serialized_end=3323
   _globals['_HYPERPARAMETERS']._serialized_start=94
   _globals['_HYPERPARAMETERS']._serialized_end=799
   _globals['_STARTRUNREQUEST']._serialized_start=802
-  _globals['_STARTRUNREQUEST']._serialized_end=969
-  _globals['_STARTRUNRESPONSE']._serialized_start=971
-  _globals['_STARTRUNRESPONSE']._serialized_end=1029
-  _globals['_WATCHRUNREQUEST']._serialized_start=1031
-  _globals['_WATCHRUNREQUEST']._serialized_end=1083
-  _globals['_GETRUNREQUEST']._serialized_start=1085
-  _globals['_GETRUNREQUEST']._serialized_end=1116
-  _globals['_GETRUNRESPONSE']._serialized_start=1118
-  _globals['_GETRUNRESPONSE']._serialized_end=1174
-  _globals['_LISTRUNSREQUEST']._serialized_start=1176
-  _globals['_LISTRUNSREQUEST']._serialized_end=1193
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1195
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1254
-  _globals['_CANCELRUNREQUEST']._serialized_start=1256
-  _globals['_CANCELRUNREQUEST']._serialized_end=1290
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1292
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1351
-  _globals['_RESUMERUNREQUEST']._serialized_start=1353
-  _globals['_RESUMERUNREQUEST']._serialized_end=1387
-  _globals['_RESUMERUNRESPONSE']._serialized_start=1389
-  _globals['_RESUMERUNRESPONSE']._serialized_end=1448
-  _globals['_DATASETREPORT']._serialized_start=1450
-  _globals['_DATASETREPORT']._serialized_end=1545
-  _globals['_RUN']._serialized_start=1548
-  _globals['_RUN']._serialized_end=2069
-  _globals['_STATECHANGED']._serialized_start=2071
-  _globals['_STATECHANGED']._serialized_end=2147
-  _globals['_STEPMETRICS']._serialized_start=2150
-  _globals['_STEPMETRICS']._serialized_end=2304
-  _globals['_EVALMETRICS']._serialized_start=2306
-  _globals['_EVALMETRICS']._serialized_end=2367
-  _globals['_LOGLINE']._serialized_start=2369
-  _globals['_LOGLINE']._serialized_end=2410
-  _globals['_ARTIFACTEXPORTED']._serialized_start=2412
-  _globals['_ARTIFACTEXPORTED']._serialized_end=2525
-  _globals['_RESUMED']._serialized_start=2527
-  _globals['_RESUMED']._serialized_end=2567
-  _globals['_RUNEVENT']._serialized_start=2570
-  _globals['_RUNEVENT']._serialized_end=2978
-  _globals['_TRAINERSERVICE']._serialized_start=3164
-  _globals['_TRAINERSERVICE']._serialized_end=3720
+  _globals['_STARTRUNREQUEST']._serialized_end=1025
+  _globals['_DATASETREF']._serialized_start=1027
+  _globals['_DATASETREF']._serialized_end=1100
+  _globals['_STARTRUNRESPONSE']._serialized_start=1102
+  _globals['_STARTRUNRESPONSE']._serialized_end=1160
+  _globals['_WATCHRUNREQUEST']._serialized_start=1162
+  _globals['_WATCHRUNREQUEST']._serialized_end=1214
+  _globals['_GETRUNREQUEST']._serialized_start=1216
+  _globals['_GETRUNREQUEST']._serialized_end=1247
+  _globals['_GETRUNRESPONSE']._serialized_start=1249
+  _globals['_GETRUNRESPONSE']._serialized_end=1305
+  _globals['_LISTRUNSREQUEST']._serialized_start=1307
+  _globals['_LISTRUNSREQUEST']._serialized_end=1324
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1326
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1385
+  _globals['_CANCELRUNREQUEST']._serialized_start=1387
+  _globals['_CANCELRUNREQUEST']._serialized_end=1421
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1423
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1482
+  _globals['_RESUMERUNREQUEST']._serialized_start=1484
+  _globals['_RESUMERUNREQUEST']._serialized_end=1518
+  _globals['_RESUMERUNRESPONSE']._serialized_start=1520
+  _globals['_RESUMERUNRESPONSE']._serialized_end=1579
+  _globals['_DATASETREPORT']._serialized_start=1581
+  _globals['_DATASETREPORT']._serialized_end=1707
+  _globals['_RUN']._serialized_start=1710
+  _globals['_RUN']._serialized_end=2231
+  _globals['_STATECHANGED']._serialized_start=2233
+  _globals['_STATECHANGED']._serialized_end=2309
+  _globals['_STEPMETRICS']._serialized_start=2312
+  _globals['_STEPMETRICS']._serialized_end=2466
+  _globals['_EVALMETRICS']._serialized_start=2468
+  _globals['_EVALMETRICS']._serialized_end=2529
+  _globals['_LOGLINE']._serialized_start=2531
+  _globals['_LOGLINE']._serialized_end=2572
+  _globals['_ARTIFACTEXPORTED']._serialized_start=2574
+  _globals['_ARTIFACTEXPORTED']._serialized_end=2687
+  _globals['_RESUMED']._serialized_start=2689
+  _globals['_RESUMED']._serialized_end=2729
+  _globals['_RUNEVENT']._serialized_start=2732
+  _globals['_RUNEVENT']._serialized_end=3140
+  _globals['_TRAINERSERVICE']._serialized_start=3326
+  _globals['_TRAINERSERVICE']._serialized_end=3882
 # @@protoc_insertion_point(module_scope)

@@ -66,18 +66,32 @@ class Hyperparameters(_message.Message):
     def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., epochs: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., max_length: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., packing: _Optional[bool] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., quantize_4bit: _Optional[bool] = ..., num_nodes: _Optional[int] = ..., processes_per_node: _Optional[int] = ..., keep_checkpoints: _Optional[bool] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("base_model", "datasets", "hyperparameters", "adapter_name", "merge_full_model")
+    __slots__ = ("base_model", "datasets", "hyperparameters", "adapter_name", "merge_full_model", "dataset_refs")
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
     HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_NAME_FIELD_NUMBER: _ClassVar[int]
     MERGE_FULL_MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATASET_REFS_FIELD_NUMBER: _ClassVar[int]
     base_model: str
     datasets: _containers.RepeatedScalarFieldContainer[str]
     hyperparameters: Hyperparameters
     adapter_name: str
     merge_full_model: bool
-    def __init__(self, base_model: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., adapter_name: _Optional[str] = ..., merge_full_model: _Optional[bool] = ...) -> None: ...
+    dataset_refs: _containers.RepeatedCompositeFieldContainer[DatasetRef]
+    def __init__(self, base_model: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., adapter_name: _Optional[str] = ..., merge_full_model: _Optional[bool] = ..., dataset_refs: _Optional[_Iterable[_Union[DatasetRef, _Mapping]]] = ...) -> None: ...
+
+class DatasetRef(_message.Message):
+    __slots__ = ("path", "name", "version", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    name: str
+    version: int
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
     __slots__ = ("run",)
@@ -140,18 +154,22 @@ class ResumeRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
 class DatasetReport(_message.Message):
-    __slots__ = ("path", "sha256", "rows", "format", "size_bytes")
+    __slots__ = ("path", "sha256", "rows", "format", "size_bytes", "name", "version")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     path: str
     sha256: str
     rows: int
     format: str
     size_bytes: int
-    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., rows: _Optional[int] = ..., format: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    name: str
+    version: int
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., rows: _Optional[int] = ..., format: _Optional[str] = ..., size_bytes: _Optional[int] = ..., name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("run_id", "state", "base_model", "datasets", "config_json", "error", "step", "max_steps", "epoch", "adapter_path", "prompt_format", "created_at", "updated_at", "queue_position", "metrics_json", "train_rows", "eval_rows", "truncated_rows", "resumed_from_step", "resumes")

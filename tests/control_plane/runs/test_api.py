@@ -8,10 +8,11 @@ import json
 
 import pytest
 
+from control_plane.datasets import versions
 from control_plane.datasets.models import Dataset
 from control_plane.runs.models import Adapter, Run, RunEvent
 from tests.control_plane.factories import DatasetFactory
-from tests.control_plane.helpers import assert_error_body, wait_for
+from tests.control_plane.helpers import assert_error_body, jsonl, wait_for
 from tests.control_plane.runs.factories import AdapterFactory, RunEventFactory, RunFactory
 from tests.control_plane.runs.helpers import (
     ADAPTERS,
@@ -20,6 +21,7 @@ from tests.control_plane.runs.helpers import (
     make_dataset,
     run_body,
     service_state,
+    training_rows,
     wait_for_service_step,
 )
 
@@ -239,12 +241,18 @@ def test_the_trainers_validation_is_400_with_api_field_names(api, trainer, hyper
     assert not Run.objects.exists()
 
 
-def test_an_unknown_base_model_is_400_on_base_model(api, trainer):
-    make_dataset()
+def test_an_unknown_base_model_or_a_changed_dataset_file_is_refused_naming_the_field(api, trainer, data_root):
+    dataset = make_dataset()
     error = assert_error_body(
         api.post(RUNS, run_body(base_model="no-such-model"), format="json"), 400, "INVALID_ARGUMENT"
     )
     assert error["extra"]["field"] == "base_model" and "no-such-model" in error["message"]
+    # A file that is no longer the version it was recorded as (one trainer start for both checks).
+    with (data_root / dataset.path).open("a") as handle:
+        handle.write(json.dumps(training_rows(1)[0]) + "\n")
+    error = assert_error_body(api.post(RUNS, run_body(), format="json"), 400, "FAILED_PRECONDITION")
+    assert error["extra"]["field"] == "datasets" and "'colours' version 1" in error["message"]
+    assert dataset.sha256 in error["message"]
     assert not Run.objects.exists()
 
 
@@ -260,8 +268,10 @@ def test_several_processes_on_a_one_process_trainer_is_400_naming_the_field(api,
 @pytest.mark.slow
 @pytest.mark.parametrize("base_model", ["tiny-phi3", "tiny-llama"])
 def test_fine_tune_end_to_end(api, trainer, data_root, base_model, user):
-    """REST -> gRPC -> trainer -> child process -> export -> worker (in-process) -> DB."""
-    dataset = make_dataset()
+    """REST -> gRPC -> trainer -> child process -> export -> worker (in-process) -> DB.
+    It trains on a version (colours = colours-raw's v2), which the run and the manifest name."""
+    raw = make_dataset("colours-raw", rows=25)
+    dataset = versions.dataset_edit(owner=user, parent=raw, name="colours", data=jsonl(training_rows(24)))
     body = run_body(base_model=base_model, adapter_name=f"{base_model}-colours")
     response = api.post(RUNS, body, format="json", HTTP_X_REQUEST_ID=f"rid-run-{base_model}")
     assert response.status_code == 202, response.json()
@@ -276,6 +286,7 @@ def test_fine_tune_end_to_end(api, trainer, data_root, base_model, user):
     assert run.step == run.max_steps > 0 and run.finished_at and run.started_at
     assert run.config and run.dataset_reports[0]["path"] == dataset.path
     assert run.dataset_reports[0]["sha256"] == dataset.sha256 and run.dataset_reports[0]["rows"] == 24
+    assert (run.dataset_reports[0]["name"], run.dataset_reports[0]["version"]) == ("colours", 2)
 
     # The events: every seq once, in order; the history of the loss curve.
     events = api.get(f"{RUNS}{run_id}/events/").json()
@@ -310,6 +321,11 @@ def test_fine_tune_end_to_end(api, trainer, data_root, base_model, user):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert adapter.manifest == manifest and manifest["run_id"] == run_id
     assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == base_model
+    assert {k: manifest["datasets"][0][k] for k in ("name", "version", "sha256")} == {
+        "name": "colours",
+        "version": 2,
+        "sha256": hashlib.sha256((data_root / dataset.path).read_bytes()).hexdigest(),
+    }
     assert manifest["datasets"][0]["sha256"] == dataset.sha256
     assert adapter.base_model == base_model and adapter.prompt_format == run.prompt_format != ""
 
