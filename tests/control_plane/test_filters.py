@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from control_plane.datasets import services
 from control_plane.datasets.models import Dataset, GenerationJob
+from control_plane.runs.models import Adapter
 from tests.control_plane.factories import GenerationJobFactory
 from tests.control_plane.helpers import assert_error_body, follow_to_end, generate_body, jsonl
 from tests.control_plane.test_services import database_dump
@@ -157,13 +158,19 @@ def test_curate_makes_a_child_version_with_the_rows_that_pass_and_the_report(
 def test_generate_with_filters_and_strategy_passes_them_on_and_resume_takes_the_judge_token(
     api, datagen, data_root
 ):
-    def reply(body: dict) -> str | None:
-        return judge_reply(body) if schema_name(body) == "judgement" else None
-
-    with FakeOpenAI(respond=reply, latency_s=0.05) as fake:
-        upload(
-            api, "heldout", [{"instruction": "Compare UDP and TCP for video streaming today.", "output": "-"}]
-        )
+    held_out = data_root / "adapters" / "tiny-v1" / "eval.jsonl"  # a run's held-out split, as exported
+    held_out.parent.mkdir(parents=True)
+    held_out.write_bytes(
+        jsonl([{"instruction": "Compare UDP and TCP for video streaming today.", "output": "-"}])
+    )
+    Adapter.objects.create(
+        name="tiny-v1",
+        path="adapters/tiny-v1",
+        base_model="tiny-phi3",
+        weights_sha256="0" * 64,
+        manifest={"eval_split": {"file": "eval.jsonl", "rows": 1}},
+    )
+    with FakeOpenAI(respond=judge_reply, latency_s=0.05) as fake:
         instructions = [
             SOURCE_ROWS[0]["instruction"],
             SOURCE_ROWS[1]["instruction"],
@@ -177,7 +184,7 @@ def test_generate_with_filters_and_strategy_passes_them_on_and_resume_takes_the_
             concurrency=1,
             filters={
                 "near_dup": {},
-                "decontam": {"eval_datasets": ["heldout"], "ngram": 3, "threshold": 1.0},
+                "decontam": {"eval_adapters": ["tiny-v1"], "ngram": 3, "threshold": 1.0},
                 "judge": judge_filter(fake, min_score=2.5),
             },
         )
@@ -204,7 +211,7 @@ def test_generate_with_filters_and_strategy_passes_them_on_and_resume_takes_the_
     assert judged and {r.headers["Authorization"] for r in judged} == {f"Bearer {JUDGE_TOKEN}"}
     assert {r.headers["Authorization"] for r in answered} == {"Bearer endpoint-token-123456"}
     assert any(schema_name(r.body) == "judgement" for r in requests[sent_before:])  # after the resume too
-    # The second DNS question is a near duplicate, the UDP one is in the eval set: neither was answered.
+    # The second DNS question is a near duplicate, the UDP one in the adapter's eval split: neither was answered.
     assert {_user_text(r) for r in answered} == {instructions[0], instructions[2], instructions[3]}
     assert job.report["dropped_by"] == {"contaminated": 1, "near_duplicate": 1}
     assert job.kept == 3 and job.judge_prompt_tokens > 0
@@ -212,7 +219,7 @@ def test_generate_with_filters_and_strategy_passes_them_on_and_resume_takes_the_
     dataset = job.dataset
     assert dataset.params["filters"] == {
         "near_dup": {"enabled": True},
-        "decontam": {"eval_datasets": ["heldout"], "ngram": 3, "threshold": 1.0},
+        "decontam": {"eval_adapters": ["tiny-v1"], "ngram": 3, "threshold": 1.0},
         "judge": {"base_url": fake.base_url, "model": fake.model, "concurrency": 2, "min_score": 2.5},
     }
     assert JUDGE_TOKEN not in database_dump()
@@ -231,6 +238,11 @@ def _user_text(request) -> str:
         ({"filters": {"near_dup": {"threshold": 0.3}}}, "filters.near_dup.threshold", "greater than 0.5"),
         ({"filters": {"decontam": {"eval_datasets": ["nope"]}}}, "filters.decontam.eval_datasets", "'nope'"),
         ({"filters": {"decontam": {"eval_adapters": ["nope"]}}}, "filters.decontam.eval_adapters", "'nope'"),
+        (
+            {"filters": {"decontam": {"eval_datasets": ["nope@2"]}}},
+            "filters.decontam.eval_datasets",
+            "'nope'",
+        ),
         ({"filters": {"decontam": {}}}, "filters.decontam.eval_datasets", "eval_datasets or eval_adapters"),
         (
             {"filters": {"decontam": {"eval_datasets": ["x"], "ngram": 2}}},
