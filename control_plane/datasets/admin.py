@@ -17,10 +17,11 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
 from control_plane.core.errors import SynthtuneError
-from control_plane.datasets import selectors, services
+from control_plane.datasets import selectors, services, versions
 from control_plane.datasets.forms import CurateForm, GenerateForm, UploadForm
 from control_plane.datasets.generation import CurateParams, GenerationParams
 from control_plane.datasets.models import Dataset, GenerationJob
+from control_plane.datasets.version_forms import CompareForm, MergeForm, NewVersionForm
 from synthtune import records
 
 PREVIEW_ROWS = 20
@@ -52,6 +53,22 @@ def _preview_row(row) -> dict:
     return records.to_instruction(row)
 
 
+def _metadata_view(meta) -> dict | None:
+    """A row's metadata (the sidecar line) as the preview shows it: strategy, topic path, judge."""
+    if not isinstance(meta, dict):
+        return None
+    judge = meta.get("judge") if isinstance(meta.get("judge"), dict) else {}
+    scores = judge.get("scores") if isinstance(judge.get("scores"), dict) else {}
+    topic = meta.get("topic_path")
+    return {
+        "strategy": meta.get("strategy") or "",
+        "topic_path": " › ".join(map(str, topic)) if isinstance(topic, list) else str(topic or ""),
+        "judge_mean": judge.get("mean"),
+        "judge_scores": ", ".join(f"{k} {v}" for k, v in scores.items()),
+        "judge_reason": judge.get("reason") or "",
+    }
+
+
 def _form_error(form, exc: SynthtuneError) -> None:
     field = exc.extra.get("field") or ""
     if hasattr(form, "form_field"):  # API field names ("filters.judge.base_url") -> the form's
@@ -61,7 +78,18 @@ def _form_error(form, exc: SynthtuneError) -> None:
 
 @admin.register(Dataset)
 class DatasetAdmin(ReadOnlyAdmin):
-    list_display = ("name", "status", "source", "format", "rows", "size_bytes", "owner", "created_at")
+    list_display = (
+        "name",
+        "family",
+        "version",
+        "status",
+        "source",
+        "format",
+        "rows",
+        "size_bytes",
+        "owner",
+        "created_at",
+    )
     list_filter = ("status", "source", "format", "created_at")
     search_fields = ("name", "sha256")
     fields = (
@@ -75,13 +103,17 @@ class DatasetAdmin(ReadOnlyAdmin):
         "sha256",
         "path",
         "params",
+        "family",
+        "version",
+        "parent",
+        "operation",
         "owner",
         "created_at",
         "updated_at",
     )
     change_list_template = "admin/datasets/dataset/change_list.html"
     change_form_template = "admin/datasets/dataset/change_form.html"
-    actions = ("fine_tune", "curate")
+    actions = ("fine_tune", "curate", "merge_datasets")
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -89,6 +121,9 @@ class DatasetAdmin(ReadOnlyAdmin):
             path("generate/", view(self.generate_view), name="datasets_dataset_generate"),
             path("upload/", view(self.upload_view), name="datasets_dataset_upload"),
             path("<int:pk>/curate/", view(self.curate_view), name="datasets_dataset_curate"),
+            path("merge/", view(self.merge_view), name="datasets_dataset_merge"),
+            path("<int:pk>/new-version/", view(self.new_version_view), name="datasets_dataset_new_version"),
+            path("<int:pk>/diff/", view(self.diff_view), name="datasets_dataset_diff"),
             *super().get_urls(),
         ]
 
@@ -97,17 +132,25 @@ class DatasetAdmin(ReadOnlyAdmin):
         if dataset is None:  # let the admin answer an unknown id its usual way
             return super().change_view(request, object_id, form_url, extra_context)
         try:
-            rows = [
-                _preview_row(row) for row in selectors.dataset_preview(dataset=dataset, limit=PREVIEW_ROWS)
-            ]
+            stored = selectors.dataset_preview(dataset=dataset, limit=PREVIEW_ROWS)
+            metadata = versions.padded(versions.row_metadata(dataset))
+            rows = [{**_preview_row(row), "meta": _metadata_view(next(metadata))} for row in stored]
             preview_error = ""
         except SynthtuneError as exc:
             rows, preview_error = [], exc.message
+        lineage = versions.dataset_lineage(dataset=dataset)
+        others = Dataset.objects.exclude(pk=dataset.pk).order_by("family", "version")
         context = {
             **(extra_context or {}),
             "preview_rows": rows,
             "preview_error": preview_error,
             "jobs": dataset.jobs.all(),
+            "lineage": lineage,
+            "has_metadata": any(row["meta"] for row in rows),
+            "compare_form": CompareForm(
+                initial={"against": lineage.ancestors[-1].name if lineage.ancestors else ""}
+            ),
+            "compare_choices": others.values_list("name", flat=True)[:500],
         }
         return super().change_view(request, object_id, form_url, extra_context=context)
 
@@ -120,6 +163,98 @@ class DatasetAdmin(ReadOnlyAdmin):
         names = list(queryset.order_by("name").values_list("name", flat=True))
         query = urlencode({"datasets": names}, doseq=True)
         return HttpResponseRedirect(f"{reverse('admin:runs_run_fine_tune')}?{query}")
+
+    def has_merge_permission(self, request) -> bool:
+        return request.user.has_perm("datasets.add_dataset")
+
+    @admin.action(description="Merge the selected datasets into a new version", permissions=["merge"])
+    def merge_datasets(self, request, queryset):
+        """Open the merge form with the selected datasets, oldest first (reorder them there)."""
+        names = list(queryset.order_by("created_at", "id").values_list("name", flat=True))
+        query = urlencode({"sources": names}, doseq=True)
+        return HttpResponseRedirect(f"{reverse('admin:datasets_dataset_merge')}?{query}")
+
+    def merge_view(self, request):
+        self._require_add(request)
+        initial = {"sources": "\n".join(request.GET.getlist("sources")), "dedupe": True}
+        form = MergeForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            try:
+                sources = versions.dataset_versions_resolve(
+                    refs=form.cleaned_data["sources"], field="sources"
+                )
+                dataset = versions.dataset_merge(
+                    owner=request.user,
+                    name=form.cleaned_data["name"] or None,
+                    sources=sources,
+                    dedupe=form.cleaned_data["dedupe"],
+                )
+            except SynthtuneError as exc:
+                _form_error(form, exc)
+            else:
+                messages.success(
+                    request, f"Merged into {dataset.name!r} (version {dataset.version}): {dataset.rows} rows."
+                )
+                return HttpResponseRedirect(reverse("admin:datasets_dataset_change", args=[dataset.pk]))
+        return self._render(
+            request, title="Merge datasets", form=form, form_id="merge-form", submit_label="Merge"
+        )
+
+    def new_version_view(self, request, pk: int):
+        """An edit: a new version of the dataset from a file, the dataset itself left as it is."""
+        self._require_add(request)
+        parent = get_object_or_404(Dataset, pk=pk)
+        form = NewVersionForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                dataset = versions.dataset_edit(
+                    owner=request.user,
+                    parent=parent,
+                    name=form.cleaned_data["name"] or None,
+                    data=form.cleaned_data["file"].read(),
+                )
+            except SynthtuneError as exc:
+                _form_error(form, exc)
+            else:
+                messages.success(
+                    request, f"New version {dataset.name!r} (version {dataset.version}) of {parent.name!r}."
+                )
+                return HttpResponseRedirect(reverse("admin:datasets_dataset_change", args=[dataset.pk]))
+        return self._render(
+            request,
+            title=f"New version of {parent.name}",
+            form=form,
+            form_id="new-version-form",
+            submit_label="Create version",
+        )
+
+    def diff_view(self, request, pk: int):
+        """This dataset compared with another (`against`): rows added, removed, changed."""
+        dataset = get_object_or_404(Dataset, pk=pk)
+        form = CompareForm(request.GET or None)
+        report, error = None, ""
+        if form.is_valid():
+            try:
+                old = versions.dataset_version_get(ref=form.cleaned_data["against"], field="against")
+                report = versions.dataset_diff(old=old, new=dataset, examples=PREVIEW_ROWS)
+            except SynthtuneError as exc:
+                error = exc.message
+        examples = report.examples if report else {"added": [], "removed": [], "changed": []}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Compare {dataset.name}",
+            "opts": self.model._meta,
+            "dataset": dataset,
+            "form": form,
+            "report": report,
+            "added": [_preview_row(row) for row in examples["added"]],
+            "removed": [_preview_row(row) for row in examples["removed"]],
+            "changed": [
+                {"old": _preview_row(p["old"]), "new": _preview_row(p["new"])} for p in examples["changed"]
+            ],
+            "error": error,
+        }
+        return TemplateResponse(request, "admin/datasets/dataset/diff.html", context)
 
     def has_curate_permission(self, request) -> bool:
         return request.user.has_perm("datasets.add_dataset")
