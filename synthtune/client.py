@@ -97,6 +97,33 @@ class Client:
         """A new dataset `name` from rows (validated by the server like any upload)."""
         return self.request("POST", "/api/v1/datasets/", json={"name": name, "rows": rows})
 
+    # --- dataset versions ---
+
+    def dataset_lineage(self, name: str) -> dict:
+        """{"dataset", "ancestors" (root first), "children", "inputs" (a merge's sources)}."""
+        return self.request("GET", f"/api/v1/datasets/{quote(name, safe='')}/lineage/")
+
+    def dataset_diff(self, old: str, new: str, *, examples: int = 5) -> dict:
+        """How `new` differs from `old` ("name" or "name@N"): added/removed/changed counts and examples."""
+        params = {"against": old, "examples": examples}
+        return self.request("GET", f"/api/v1/datasets/{quote(new, safe='')}/diff/", params=params)
+
+    def merge_datasets(self, sources: Sequence[str], *, name: str | None = None, dedupe: bool = True) -> dict:
+        """A new version of the first source holding every source's rows; returns the dataset."""
+        body: dict[str, Any] = {"sources": list(sources), "dedupe": dedupe}
+        if name:
+            body["name"] = name
+        return self.request("POST", "/api/v1/dataset-merges/", json=body)
+
+    def new_dataset_version(self, parent: str, content: bytes, *, name: str | None = None) -> dict:
+        """A new version of `parent` ("name" or "name@N") from JSONL bytes (an edit); returns it."""
+        ref, _, version = parent.partition("@")
+        data = {key: value for key, value in {"name": name, "version": version}.items() if value}
+        return self.request(
+            "POST", f"/api/v1/datasets/{quote(ref, safe='')}/versions/",
+            files={"file": ("rows.jsonl", content)}, data=data,
+        )
+
     def follow_generation(self, job_id: str) -> Iterator[SseEvent]:
         """Every event of a generation job until it ends, reconnecting as the server asks."""
         yield from self._follow(

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from synthtune.cli import datasets, models, serving
+from synthtune.cli import datasets, models, serving, versions
 from synthtune.cli.context import EXIT_SERVER_ERROR, fail, make_context
 from synthtune.client import ApiError
 
@@ -42,6 +42,8 @@ def cli(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -
 
 
 cli.add_command(datasets.group)
+for command in versions.COMMANDS:  # datasets lineage | diff | merge | edit
+    datasets.group.add_command(command)
 cli.add_command(models.runs)
 cli.add_command(models.adapters)  # with load/unload from synthtune.cli.serving
 cli.add_command(serving.compare)
