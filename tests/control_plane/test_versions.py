@@ -199,7 +199,7 @@ def test_version_child_fields_for_a_curation_job(support):
         versions.version_child_fields(parent=child, op="curate", params={})  # not ready
 
 
-def test_a_version_chain_survives_a_restart(user, support, data_root):
+def test_a_version_chain_reads_back_whole_from_the_db_and_the_files(user, support, data_root):
     """The chain lives in the DB rows and the files: read back fresh, every link and every
     sha256 still holds (what a restarted control plane sees)."""
     v2 = versions.dataset_edit(owner=user, parent=support, name=None, data=jsonl(INSTRUCTION_ROWS + EXTRA))
@@ -214,3 +214,47 @@ def test_a_version_chain_survives_a_restart(user, support, data_root):
         sha(data_root / v2.path),
         other.sha256,
     ]
+
+
+CREATE_CHAIN = """
+from django.core.management import call_command
+from control_plane.datasets import services, versions
+call_command("migrate", verbosity=0)
+rows = b'{"instruction": "a", "output": "b"}\\n'
+root = services.dataset_upload(owner=None, name="faq", data=rows)
+v2 = versions.dataset_edit(owner=None, parent=root, name=None, data=rows + b'{"instruction": "c", "output": "d"}\\n')
+versions.dataset_merge(owner=None, name=None, sources=[v2, root], dedupe=True)
+"""
+READ_CHAIN = """
+import json
+from control_plane.datasets import storage, versions
+from control_plane.datasets.models import Dataset
+from synthtune.files import sha256_file
+last = Dataset.objects.get(name="faq.v3")
+chain = [*versions.dataset_lineage(dataset=last).ancestors, last]
+print(json.dumps([[d.name, d.version, d.operation["op"], d.sha256 == sha256_file(storage.absolute(d.path))]
+                  for d in chain]))
+"""
+
+
+@pytest.mark.django_db(databases=[])  # the processes below use their own database file
+def test_a_version_chain_survives_a_control_plane_restart(tmp_path):
+    """Made by one control-plane process, read back whole by the next (DB file + files)."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    root.mkdir()
+    env = {**os.environ, "SYNTHTUNE_DATA_ROOT": str(root), "DATABASE_URL": f"sqlite:///{tmp_path / 'cp.sqlite3'}"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+
+    def control_plane(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "control_plane", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    control_plane("shell", "-c", CREATE_CHAIN)
+    chain = json.loads(control_plane("shell", "-c", READ_CHAIN).strip().splitlines()[-1])
+    assert chain == [["faq", 1, "upload", True], ["faq.v2", 2, "edit", True], ["faq.v3", 3, "merge", True]]
