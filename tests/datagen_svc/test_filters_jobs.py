@@ -14,7 +14,7 @@ import pytest
 
 from synthtune.datagen.v1 import datagen_pb2 as pb
 from tests.datagen_svc.conftest import assert_published, request
-from tests.support.fake_openai import Reply, Status, schema_name
+from tests.support.fake_openai import Hang, Reply, Status, schema_name
 
 LIST, CURATE = pb.GENERATION_MODE_FROM_INSTRUCTIONS, pb.GENERATION_MODE_CURATE
 
@@ -145,11 +145,13 @@ def test_a_judge_that_fails_keeps_the_rows_with_reasons_and_the_job_resumes(data
         datagen, "curate-faulty-src", [{"instruction": f"Name a colour, take {i}.", "output": "Blue."} for i in range(8)]
     )
     fake.respond = judge_reply
-    # Garbage (the judge asks twice), a 429 and a 503 past the client's one retry, more garbage: each row
-    # is kept unjudged with its reason; five failures in a row stop the job (the judge is down or unfit).
+    # Garbage (the judge asks twice), a 429 and a 503 past the client's one retry, a judge that never
+    # answers, more garbage: each row is kept unjudged with its reason; five failures in a row stop the
+    # job (the judge is down or unfit).
     fake.script(Reply("I think it is fine!"), Reply("still no JSON"), Status(429), Status(429),
-                Status(503), Status(503), *[Reply("nope")] * 4)
+                Status(503), Status(503), Hang(), Hang(), *[Reply("nope")] * 2)
     judge = judge_filter(fake.base_url, limits=pb.Limits(concurrency=1))
+    judge.endpoint.request_timeout_s = 0.5
     job = datagen.start(pb.StartGenerationRequest(
         dataset_name="curate-faulty", mode=CURATE, source_path=source, filters=pb.Filters(judge=judge),
     ))
@@ -159,7 +161,8 @@ def test_a_judge_that_fails_keeps_the_rows_with_reasons_and_the_job_resumes(data
     assert job.state == pb.JOB_STATE_FAILED and "judge kept failing" in job.error
     failures = [e.judge_failed for e in events if e.WhichOneof("kind") == "judge_failed"]
     assert len(failures) == 5 and all(f.reason for f in failures)
-    assert any("429" in f.reason for f in failures) and any("503" in f.reason for f in failures)
+    reasons = " | ".join(f.reason for f in failures)
+    assert "429" in reasons and "503" in reasons and "timed out" in reasons and "no scores" in reasons
     partial_meta = datagen.data_root / "datasets/curate-faulty.meta.jsonl.partial"
     kept = [json.loads(line) for line in partial_meta.read_text().splitlines()]
     assert len(kept) == 5 and all(m["judge"]["error"] for m in kept)
