@@ -66,10 +66,9 @@ class DatasetFilterSerializer(serializers.Serializer):
     search = serializers.CharField(required=False, help_text="Part of the name.")
 
 
-class DatasetUploadInputSerializer(serializers.Serializer):
-    name = serializers.CharField(
-        required=False, max_length=256, help_text="Dataset name; defaults to the file name without .jsonl."
-    )
+class JsonlBodySerializer(serializers.Serializer):
+    """A dataset body given one of three ways (an upload, a new version)."""
+
     file = serializers.FileField(required=False, help_text="JSONL, multipart/form-data.")
     content = serializers.CharField(
         required=False, trim_whitespace=False, help_text="JSONL text (JSON body)."
@@ -77,11 +76,20 @@ class DatasetUploadInputSerializer(serializers.Serializer):
     rows = serializers.ListField(child=serializers.JSONField(), required=False, help_text="Rows (JSON body).")
 
     def validate(self, data):
-        given = [key for key in ("file", "content", "rows") if key in data]
-        if len(given) != 1:
+        if len([key for key in ("file", "content", "rows") if key in data]) != 1:
             raise serializers.ValidationError(
                 {"file": "Send exactly one of file (multipart), content (JSONL text) or rows (a list)."}
             )
+        return data
+
+
+class DatasetUploadInputSerializer(JsonlBodySerializer):
+    name = serializers.CharField(
+        required=False, max_length=256, help_text="Dataset name; defaults to the file name without .jsonl."
+    )
+
+    def validate(self, data):
+        data = super().validate(data)
         if "name" not in data:
             if "file" not in data:
                 raise serializers.ValidationError({"name": "This field is required."})

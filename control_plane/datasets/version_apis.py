@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from control_plane.core.api import ApiView, validated
 from control_plane.datasets import selectors, services, versions
-from control_plane.datasets.apis import DatasetOutputSerializer
+from control_plane.datasets.apis import DatasetOutputSerializer, JsonlBodySerializer
 
 ERROR = OpenApiResponse(description='Error body: {"message", "code", "extra"}')
 _REF_HELP = 'A dataset name, or "name@N" for version N of its family.'
@@ -77,25 +77,13 @@ class DiffOutputSerializer(serializers.Serializer):
     examples = DiffExamplesSerializer()
 
 
-class EditInputSerializer(serializers.Serializer):
+class EditInputSerializer(JsonlBodySerializer):
     name = serializers.CharField(
         required=False, max_length=256, help_text='The new version\'s name; default "<family>.v<N>".'
     )
     version = serializers.IntegerField(
         required=False, min_value=1, help_text="Make the new version from this version of the family."
     )
-    file = serializers.FileField(required=False, help_text="JSONL, multipart/form-data.")
-    content = serializers.CharField(
-        required=False, trim_whitespace=False, help_text="JSONL text (JSON body)."
-    )
-    rows = serializers.ListField(child=serializers.JSONField(), required=False, help_text="Rows (JSON body).")
-
-    def validate(self, data):
-        if len([key for key in ("file", "content", "rows") if key in data]) != 1:
-            raise serializers.ValidationError(
-                {"file": "Send exactly one of file (multipart), content (JSONL text) or rows (a list)."}
-            )
-        return data
 
 
 class MergeInputSerializer(serializers.Serializer):
