@@ -131,6 +131,25 @@ def request(
     )
 
 
+def fake_client_config(fake: FakeOpenAI, **overrides):
+    """A ChatClient config for `fake`, with fast backoff; `overrides` replace fields."""
+    from datagen_svc.openai_client import ClientConfig
+
+    values = {
+        "base_url": fake.base_url,
+        "model": "fake-model",
+        "token": "",
+        "skip_tls_verify": False,
+        "timeout_s": 2.0,
+        "max_retries": 3,
+        "concurrency": 4,
+        "requests_per_minute": 0,
+        "backoff_initial_s": 0.01,
+        "backoff_max_s": 0.05,
+    }
+    return ClientConfig(**{**values, **overrides})
+
+
 def rows_of(path) -> list[dict]:
     lines = path.read_text(encoding="utf-8").splitlines()
     records.require_valid(lines)  # the shared schema: every row has a non-empty output

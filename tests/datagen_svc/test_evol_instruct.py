@@ -19,8 +19,9 @@ from datagen_svc.evol_instruct import (
     clean_evolution,
     evolution_problem,
 )
-from datagen_svc.openai_client import ChatClient, ClientConfig, EndpointError
+from datagen_svc.openai_client import ChatClient, EndpointError
 from datagen_svc.planning import PlanningError
+from tests.datagen_svc.conftest import fake_client_config
 from tests.support.fake_openai import Reply, Status, schema_name
 
 SEEDS = ("Write a haiku about rain.", "Explain how a bicycle gear works.")
@@ -60,20 +61,7 @@ def evolving(fake):
 
 
 def client_for(fake) -> ChatClient:
-    return ChatClient(
-        ClientConfig(
-            base_url=fake.base_url,
-            model="fake-model",
-            token="",
-            skip_tls_verify=False,
-            timeout_s=2.0,
-            max_retries=0,
-            concurrency=4,
-            requests_per_minute=0,
-            backoff_initial_s=0.01,
-            backoff_max_s=0.02,
-        )
-    )
+    return ChatClient(fake_client_config(fake, max_retries=0, backoff_max_s=0.02))
 
 
 def draw(fake, *, calls: int = 1, concurrent: bool = False, **options):

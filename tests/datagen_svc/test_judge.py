@@ -25,6 +25,7 @@ from datagen_svc.judge import (
 )
 from datagen_svc.openai_client import ChatClient, ClientConfig, EndpointError
 from synthtune.errors import InvalidArgument
+from tests.datagen_svc.conftest import fake_client_config
 from tests.support.fake_openai import FakeOpenAI, Hang, Reply, Status
 
 NAMES = [c.name for c in DEFAULT_RUBRIC]
@@ -32,19 +33,7 @@ GOOD = json.dumps({"reason": "Accurate and on point.", "helpfulness": 4, "correc
 
 
 def config(fake: FakeOpenAI, **overrides) -> ClientConfig:
-    values = {
-        "base_url": fake.base_url,
-        "model": "fake-model",
-        "token": "",
-        "skip_tls_verify": False,
-        "timeout_s": 2.0,
-        "max_retries": 3,
-        "concurrency": 4,
-        "requests_per_minute": 0,
-        "backoff_initial_s": 0.01,
-        "backoff_max_s": 0.05,
-    }
-    return ClientConfig(**{**values, **overrides})
+    return fake_client_config(fake, **overrides)
 
 
 def judge_rows(fake: FakeOpenAI, rows: int = 1, *, rubric=DEFAULT_RUBRIC, system: str = "", **overrides):

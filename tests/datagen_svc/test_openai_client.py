@@ -11,25 +11,14 @@ import pytest
 
 from datagen_svc.openai_client import ChatClient, ClientConfig, EndpointError
 from tests.conftest import require_system_dep
+from tests.datagen_svc.conftest import fake_client_config
 from tests.support.fake_openai import FakeOpenAI, Hang, Malformed, Reply, Status
 
 MESSAGES = [{"role": "user", "content": "Say hi"}]
 
 
 def config(fake: FakeOpenAI, **overrides) -> ClientConfig:
-    values = {
-        "base_url": fake.base_url,
-        "model": "fake-model",
-        "token": "client-test-token",
-        "skip_tls_verify": False,
-        "timeout_s": 2.0,
-        "max_retries": 3,
-        "concurrency": 4,
-        "requests_per_minute": 0,
-        "backoff_initial_s": 0.01,
-        "backoff_max_s": 0.05,
-    }
-    return ClientConfig(**{**values, **overrides})
+    return fake_client_config(fake, **{"token": "client-test-token", **overrides})
 
 
 def chat(fake: FakeOpenAI, *, calls: int = 1, **overrides):

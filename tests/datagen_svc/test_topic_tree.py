@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from datagen_svc.openai_client import ChatClient, ClientConfig
+from datagen_svc.openai_client import ChatClient
 from datagen_svc.planning import PlanningError
 from datagen_svc.topic_tree import (
     MAX_EMPTY_LEAF_BATCHES,
@@ -18,6 +18,7 @@ from datagen_svc.topic_tree import (
     expansion_calls,
     leaf_count,
 )
+from tests.datagen_svc.conftest import fake_client_config
 from tests.support.fake_openai import FakeOpenAI, Status, schema_name
 
 TOPIC = "home cooking"
@@ -57,20 +58,7 @@ def tree_endpoint(fake, *, subtopics=None, instructions=None):
 
 
 def client_for(fake) -> ChatClient:
-    return ChatClient(
-        ClientConfig(
-            base_url=fake.base_url,
-            model="fake-model",
-            token="",
-            skip_tls_verify=False,
-            timeout_s=2.0,
-            max_retries=0,
-            concurrency=4,
-            requests_per_minute=0,
-            backoff_initial_s=0.01,
-            backoff_max_s=0.02,
-        )
-    )
+    return ChatClient(fake_client_config(fake, max_retries=0, backoff_max_s=0.02))
 
 
 def draw(fake, state_path, *, calls: int, concurrent: bool = False, **options):
