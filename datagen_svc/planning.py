@@ -164,16 +164,17 @@ class SelfInstructSource:
         if self._seeds:
             examples = self._rng.sample(self._seeds, min(QUOTED_ITEMS, len(self._seeds)))
             lines.append("They should be like these examples:")
-            lines += [f"- {_shorten(e)}" for e in examples]
+            lines += [f"- {shorten(e)}" for e in examples]
         if self._recent:
             lines.append("Do not repeat these:")
-            lines += [f"- {_shorten(r)}" for r in self._recent]
+            lines += [f"- {shorten(r)}" for r in self._recent]
         lines.append("Vary the kind of task, its length and its difficulty.")
         lines.append('Reply with only a JSON object: {"instructions": ["...", "..."]}')
         return "\n".join(lines)
 
 
-def _shorten(text: str) -> str:
+def shorten(text: str) -> str:
+    """`text` on one line, cut to QUOTED_CHARS: how prompts quote examples and recent items."""
     text = " ".join(text.split())
     return text if len(text) <= QUOTED_CHARS else text[: QUOTED_CHARS - 3] + "..."
 

@@ -31,13 +31,13 @@ from typing import Any
 from datagen_svc.openai_client import ChatClient, EndpointError
 from datagen_svc.planning import (
     MAX_BATCH,
-    QUOTED_CHARS,
     QUOTED_ITEMS,
     SCHEMA_REJECTED_STATUSES,
     Planned,
     PlanningError,
     instructions_schema,
     parse_instructions,
+    shorten,
 )
 from datagen_svc.quality import normalise_instruction
 from synthtune.files import atomic_write_bytes
@@ -366,12 +366,7 @@ def _instructions_prompt(leaf: _Leaf, count: int) -> str:
     ]
     if leaf.recent:
         lines.append("Do not repeat these:")
-        lines += [f"- {_shorten(r)}" for r in leaf.recent]
+        lines += [f"- {shorten(r)}" for r in leaf.recent]
     lines.append("Vary the kind of task, its length and its difficulty.")
     lines.append('Reply with only a JSON object: {"instructions": ["...", "..."]}')
     return "\n".join(lines)
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= QUOTED_CHARS else text[: QUOTED_CHARS - 3] + "..."
