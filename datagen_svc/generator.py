@@ -230,11 +230,12 @@ class _Run:
             if event.kind == EventKind.ROW_REJECTED and event.data["kind"] == "dropped"
         }
         source = {"path": self.spec.source_path}
+        # The target (num_rows, or every row) bounds the rows kept, as in the other modes.
         return [
             (i, row, {**meta, "source": {**source, "row": i}})
             for i, (row, meta) in enumerate(zip(rows, source_meta))
             if i not in decided
-        ][: max(self.job.target_rows - len(metadata), 0)]
+        ]
 
     def _workers(self, remaining: int) -> int:
         if self.spec.mode is Mode.CURATE:

@@ -140,6 +140,15 @@ def test_curate_filters_an_existing_dataset_into_a_new_one_and_keeps_its_provena
     assert not fake.chat_requests() and job.usage.prompt_tokens == 0  # no teacher in mode curate
 
 
+def test_curate_num_rows_caps_the_rows_kept_not_the_rows_read(datagen):
+    source = write_dataset(datagen, "curate-cap-src", [{"instruction": f"Task {i // 2}.", "output": "x"} for i in range(8)])
+    job = datagen.start(pb.StartGenerationRequest(dataset_name="curate-cap", mode=CURATE, source_path=source, num_rows=3))
+    datagen.events(job.job_id)
+    rows = assert_published(datagen, datagen.get(job.job_id), 3)
+    # Every other row repeats the one before it: three rows kept means reading five.
+    assert [r["instruction"] for r in rows] == ["Task 0.", "Task 1.", "Task 2."]
+
+
 def test_a_judge_that_fails_keeps_the_rows_with_reasons_and_the_job_resumes(datagen, fake):
     source = write_dataset(
         datagen, "curate-faulty-src", [{"instruction": f"Name a colour, take {i}.", "output": "Blue."} for i in range(8)]
