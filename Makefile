@@ -52,7 +52,7 @@ protos:
 ## without PostgreSQL that leg is one skip with the reason).
 PG_LEG := -p tests.support.postgres tests/control_plane
 test: setup vllm
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 	$(BIN)/python -m pytest $(PG_LEG)
 
 ## bench: every bench/*_bench.py (or BENCH="name ..."), after putting the `bench` extra into .venv:

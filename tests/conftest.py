@@ -15,6 +15,17 @@ import pytest
 from tests.support.procs import REPO, TEST_GRPC_TOKEN
 
 MODELS_DIR = REPO / "var" / "models"
+# Session fixtures that start a vLLM server (about a minute each, engine pinned to core 0).
+VLLM_FIXTURES = frozenset({"vllm_server", "smollm2_vllm"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs two pytest-xdist workers with --dist loadgroup: every test that needs a
+    vLLM server goes to one of them, so the servers start once, and the other worker runs the
+    rest meanwhile (the suite alone used under one of the two cores)."""
+    for item in items:
+        if VLLM_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("vllm"))
 
 
 def require_system_dep(available: bool, reason: str) -> None:
