@@ -47,12 +47,13 @@ $(MODELS)/.smollm2-135m-instruct.built: scripts/build_smollm2.py $(VENV)/.instal
 protos:
 	$(BIN)/python -m synthtune.protogen
 
-## test: everything, against a real vLLM, real gRPC servers, a real DB; then the control-plane
+## test: everything, against a real vLLM, real gRPC servers, a real DB (the vLLM tests and the rest
+## in two pytest processes side by side: tests/support/side_by_side.py); then the control-plane
 ## tests again on a throwaway PostgreSQL (tests/support/postgres.py says what it leaves to SQLite;
 ## without PostgreSQL that leg is one skip with the reason).
 PG_LEG := -p tests.support.postgres tests/control_plane
 test: setup vllm
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m tests.support.side_by_side
 	$(BIN)/python -m pytest $(PG_LEG)
 
 ## bench: every bench/*_bench.py (or BENCH="name ..."), after putting the `bench` extra into .venv:

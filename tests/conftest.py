@@ -19,13 +19,11 @@ MODELS_DIR = REPO / "var" / "models"
 VLLM_FIXTURES = frozenset({"vllm_server", "smollm2_vllm"})
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make test` runs two pytest-xdist workers with --dist loadgroup: every test that needs a
-    vLLM server goes to one of them, so the servers start once, and the other worker runs the
-    rest meanwhile (the suite alone used under one of the two cores)."""
-    for item in items:
-        if VLLM_FIXTURES.intersection(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("vllm"))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark every test that needs a vLLM server `vllm`: `make test` runs those in a pytest
+    process of their own beside the rest (tests/support/side_by_side.py)."""
+    if VLLM_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.vllm)
 
 
 def require_system_dep(available: bool, reason: str) -> None:
