@@ -19,13 +19,14 @@ import logging
 import math
 import re
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
 from datagen_svc.openai_client import ChatClient, EndpointError
 from synthtune.errors import InvalidArgument
+from synthtune.json_text import json_objects
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ def parse_verdict(text: str, rubric: Sequence[Criterion]) -> Verdict:
     wanted = {_key(c.name): c.name for c in rubric}
     # The first reading with every criterion wins; failing that, the fullest one says what is missing.
     partial: list[tuple[dict[str, Any], str]] = []
-    for value in _json_objects(text):
+    for value in json_objects(text):
         found, reason = _from_mapping(value, wanted), _reason_in_mapping(value)
         if len(found) == len(rubric):
             return _verdict(found, reason or _reason_in_text(text), rubric, text)
@@ -244,21 +245,6 @@ def parse_verdict(text: str, rubric: Sequence[Criterion]) -> Verdict:
 
 def _key(name: str) -> str:
     return re.sub(r"[\s_\-*]+", "", name.lower())
-
-
-def _json_objects(text: str) -> Iterator[dict[str, Any]]:
-    # strict=False: some structured-output backends let raw control characters into strings.
-    decoder = json.JSONDecoder(strict=False)
-    position = text.find("{")
-    while position != -1:
-        try:
-            value, end = decoder.raw_decode(text, position)
-        except ValueError:
-            position = text.find("{", position + 1)
-            continue
-        if isinstance(value, dict):
-            yield value
-        position = text.find("{", end)
 
 
 def _from_mapping(value: dict[str, Any], wanted: dict[str, str]) -> dict[str, Any]:
