@@ -20,10 +20,10 @@ import asyncio
 import json
 import logging
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -40,6 +40,14 @@ from serving_proxy_svc.compare import (
 )
 from serving_proxy_svc.config import ProxySettings, normalize_target
 from serving_proxy_svc.errors import Internal
+from serving_proxy_svc.judge import (
+    Judge,
+    JudgeConfig,
+    JudgeSummary,
+    RowJudgement,
+    not_judged,
+    summarize_judgements,
+)
 from serving_proxy_svc.vllm_client import AdapterAlreadyLoaded, Completion, ModelCard, VllmClient
 from synthtune.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, SynthtuneError
 from synthtune.logs import forget_secret, register_secret
@@ -105,6 +113,7 @@ class CompareRow:
     base_chrf: float
     adapter_chrf: float
     error: str = ""
+    judgement: RowJudgement | None = None  # with a judge
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,7 @@ class CompareSummary:
     dataset_path: str
     prompt_format: str
     failed_rows: int
+    judge: JudgeSummary | None = None
 
 
 class ServingProxy:
@@ -195,13 +205,17 @@ class ServingProxy:
         return CompareResult(base=base, adapter=tuned, prompt_format=adapter.prompt_format)
 
     async def compare_batch(self, *, adapter_name: str, served_name: str = "", dataset_path: str = "",
-                            limit: int = 0, target: str = "", token: str = "",
-                            sampling: Sampling = GREEDY) -> AsyncIterator[CompareRow | CompareSummary]:
+                            limit: int = 0, target: str = "", token: str = "", sampling: Sampling = GREEDY,
+                            judge: JudgeConfig | None = None) -> AsyncIterator[CompareRow | CompareSummary]:
         """One CompareRow per dataset row (in file order), then a CompareSummary.
 
         Rows come from `dataset_path` or, by default, the adapter's eval split. A row vLLM refuses
         (INVALID_ARGUMENT, e.g. longer than its context) is reported with `error` and counts as a
         miss; anything else (vLLM down, adapter gone) ends the stream with that error.
+
+        With `judge`, the judge is asked before the first row (serving_proxy_svc.judge.JudgeClient.probe)
+        and each row carries its judgement; rows are judged while the next ones are generated (at most
+        judge.concurrency rows waiting), and still come out in file order.
         """
         adapter = inspect_adapter(self.settings.adapters_dir, adapter_name)
         params = sampling_params(sampling, default_max_tokens=self.settings.compare_max_tokens)
@@ -215,42 +229,89 @@ class ServingProxy:
         sides: dict[str, dict[str, list]] = {side: {"exact": [], "chrf": [], "latency": [], "finish": []}
                                              for side in ("base", "adapter")}
         failed = 0
-        with _secret(token):
+        judgements: list[RowJudgement] = []
+        judging: Judge | None = None
+        pending: deque[tuple[CompareRow, asyncio.Future]] = deque()
+        with _secret(token), _secret(judge.token if judge else ""):
             vllm_token = self._token(token)
             base_model, adapter_model = await self._compare_models(chosen, adapter, served_name, vllm_token)
-            for index, row in enumerate(rows):
-                request = row_request(row, fmt)
-                answers = await _both(*(
-                    _row_side(self.client.complete(chosen, route=request.route,
-                                                   body={"model": model, **request.body, **params}, token=vllm_token))
-                    for model in (base_model, adapter_model)))
-                errors = [answer for answer in answers if isinstance(answer, SynthtuneError)]
-                scored = {}
-                for side, answer in zip(("base", "adapter"), answers):
-                    ok = isinstance(answer, Completion)
-                    exact = ok and exact_match(answer.text, request.reference)
-                    score = chrf(answer.text, request.reference) if ok else 0.0
-                    scored[side] = (answer if ok else None, exact, score)
-                    sides[side]["exact"].append(exact)
-                    sides[side]["chrf"].append(score)
-                    if ok:
-                        sides[side]["latency"].append(answer.latency_ms)
-                        sides[side]["finish"].append(answer.finish_reason)
-                failed += bool(errors)
-                yield CompareRow(
-                    index=index, prompt=request.prompt, reference=request.reference,
-                    base=scored["base"][0], adapter=scored["adapter"][0],
-                    base_exact=scored["base"][1], adapter_exact=scored["adapter"][1],
-                    base_chrf=scored["base"][2], adapter_chrf=scored["adapter"][2],
-                    error="; ".join(dict.fromkeys(error.message for error in errors)),
-                )
+            if judge is not None:
+                judging = Judge(self._judge_with_token(judge, vllm_token))
+            try:
+                if judging is not None:
+                    await judging.client.probe()
+                for index, row in enumerate(rows):
+                    request = row_request(row, fmt)
+                    answers = await _both(*(
+                        _row_side(self.client.complete(chosen, route=request.route,
+                                                       body={"model": model, **request.body, **params},
+                                                       token=vllm_token))
+                        for model in (base_model, adapter_model)))
+                    errors = [answer for answer in answers if isinstance(answer, SynthtuneError)]
+                    scored = {}
+                    for side, answer in zip(("base", "adapter"), answers):
+                        ok = isinstance(answer, Completion)
+                        exact = ok and exact_match(answer.text, request.reference)
+                        score = chrf(answer.text, request.reference) if ok else 0.0
+                        scored[side] = (answer if ok else None, exact, score)
+                        sides[side]["exact"].append(exact)
+                        sides[side]["chrf"].append(score)
+                        if ok:
+                            sides[side]["latency"].append(answer.latency_ms)
+                            sides[side]["finish"].append(answer.finish_reason)
+                    failed += bool(errors)
+                    compared = CompareRow(
+                        index=index, prompt=request.prompt, reference=request.reference,
+                        base=scored["base"][0], adapter=scored["adapter"][0],
+                        base_exact=scored["base"][1], adapter_exact=scored["adapter"][1],
+                        base_chrf=scored["base"][2], adapter_chrf=scored["adapter"][2],
+                        error="; ".join(dict.fromkeys(error.message for error in errors)),
+                    )
+                    if judging is None:
+                        yield compared
+                        continue
+                    pending.append((compared, asyncio.ensure_future(_judge_row(judging, compared))))
+                    # Yield what is judged; wait only when too many rows are waiting for the judge.
+                    while pending and (pending[0][1].done() or len(pending) > judging.config.concurrency):
+                        done, task = pending.popleft()
+                        judgements.append(await task)
+                        yield replace(done, judgement=judgements[-1])
+                while pending:
+                    done, task = pending.popleft()
+                    judgements.append(await task)
+                    yield replace(done, judgement=judgements[-1])
+            finally:
+                for _, task in pending:
+                    task.cancel()
+                    task.add_done_callback(_consume)
+                if judging is not None:
+                    await judging.aclose()
         summaries = {side: summarize(exact=values["exact"], chrfs=values["chrf"], latencies_ms=values["latency"],
                                      finish_reasons=values["finish"], rows=len(rows))
                      for side, values in sides.items()}
-        logger.info("batch compare done", extra={"adapter": adapter.name, "rows": len(rows), "failed_rows": failed,
-                                                 "adapter_exact": summaries["adapter"].exact_match_rate})
+        judge_summary = None
+        if judging is not None:
+            judge_summary = summarize_judgements(judgements, config=judging.config,
+                                                 prompt_tokens=judging.prompt_tokens,
+                                                 completion_tokens=judging.completion_tokens)
+        logger.info("batch compare done", extra={
+            "adapter": adapter.name, "rows": len(rows), "failed_rows": failed,
+            "adapter_exact": summaries["adapter"].exact_match_rate,
+            **({"judge_win_rate": judge_summary.win_rate, "judge_no_verdict": judge_summary.no_verdict}
+               if judge_summary else {})})
         yield CompareSummary(rows=len(rows), base=summaries["base"], adapter=summaries["adapter"],
-                             dataset_path=relative, prompt_format=fmt, failed_rows=failed)
+                             dataset_path=relative, prompt_format=fmt, failed_rows=failed, judge=judge_summary)
+
+    def _judge_with_token(self, judge: JudgeConfig, vllm_token: str) -> JudgeConfig:
+        """A judge at one of the proxy's own vLLM targets, given no token, gets the vLLM token: that
+        URL is trusted with it already. Any other URL only ever gets the judge's own token."""
+        if judge.token or not vllm_token:
+            return judge
+        try:
+            own = normalize_target(judge.base_url) in self.settings.known_targets
+        except ValueError:
+            own = False
+        return replace(judge, token=vllm_token) if own else judge
 
     # -- per replica --------------------------------------------------------------------------
 
@@ -445,6 +506,13 @@ async def _both(first: Awaitable[T], second: Awaitable[T]) -> list[T]:
 def _consume(task: asyncio.Task) -> None:
     if not task.cancelled():
         task.exception()
+
+
+async def _judge_row(judge: Judge, row: CompareRow) -> RowJudgement:
+    if row.base is None or row.adapter is None:
+        return not_judged(judge.config, f"not judged: the row could not be compared ({row.error})")
+    return await judge.judge_row(instruction=row.prompt, reference=row.reference, base=row.base.text,
+                                 adapter=row.adapter.text)
 
 
 async def _row_side(call: Awaitable[Completion]) -> Completion | SynthtuneError:

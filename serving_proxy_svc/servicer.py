@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from serving_proxy_svc.compare import Sampling, SideSummary
+from serving_proxy_svc.judge import JudgeConfig, JudgeSummary, RowJudgement, Score, check_judge
 from serving_proxy_svc.proxy import CompareRow, CompareSummary, LoadResult, ServingProxy, TargetModels
 from serving_proxy_svc.vllm_client import Completion
 from synthtune.serving.v1 import serving_pb2 as pb
@@ -48,7 +49,8 @@ class ServingProxyServicer(serving_pb2_grpc.ServingProxyServiceServicer):
                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.CompareBatchEvent]:
         events = self._proxy.compare_batch(
             adapter_name=request.adapter_name, served_name=request.served_name, dataset_path=request.dataset_path,
-            limit=request.limit, target=request.target, token=request.token, sampling=sampling_from_proto(request))
+            limit=request.limit, target=request.target, token=request.token, sampling=sampling_from_proto(request),
+            judge=judge_from_proto(request))
         try:
             async for event in events:
                 if isinstance(event, CompareRow):
@@ -69,6 +71,38 @@ def sampling_from_proto(request: pb.CompareOneRequest | pb.CompareBatchRequest) 
         max_tokens=s.max_tokens if s.HasField("max_tokens") else None,
         seed=s.seed if s.HasField("seed") else None,
     )
+
+
+def judge_from_proto(request: pb.CompareBatchRequest) -> JudgeConfig | None:
+    """None without a judge; a judge message with anything set must name a valid endpoint."""
+    if not request.HasField("judge"):
+        return None
+    j = request.judge
+    if not (j.base_url or j.model):
+        return None
+    return check_judge(base_url=j.base_url, model=j.model, token=j.token, rubric=j.rubric, mode=j.mode,
+                       concurrency=j.concurrency, timeout_s=j.request_timeout_s,
+                       max_retries=j.max_retries if j.HasField("max_retries") else None, max_tokens=j.max_tokens)
+
+
+def _score(score: Score | None) -> pb.SingleScore | None:
+    return None if score is None else pb.SingleScore(score=score.score, reason=score.reason, error=score.error)
+
+
+def judgement_to_proto(judgement: RowJudgement | None) -> pb.RowJudgement | None:
+    if judgement is None:
+        return None
+    return pb.RowJudgement(
+        outcome=judgement.outcome, inconsistent=judgement.inconsistent, reason=judgement.reason,
+        verdicts=[pb.PairwiseVerdict(first=v.first, winner=v.winner, reason=v.reason, error=v.error)
+                  for v in judgement.verdicts],
+        base_score=_score(judgement.base_score), adapter_score=_score(judgement.adapter_score))
+
+
+def judge_summary_to_proto(summary: JudgeSummary | None) -> pb.JudgeSummary | None:
+    if summary is None:
+        return None
+    return pb.JudgeSummary(**{name: getattr(summary, name) for name in pb.JudgeSummary.DESCRIPTOR.fields_by_name})
 
 
 def _replicas(result: LoadResult) -> list[pb.ReplicaResult]:
@@ -96,7 +130,8 @@ def row_to_proto(row: CompareRow) -> pb.CompareRow:
         index=row.index, prompt=row.prompt, reference=row.reference,
         base=generation_to_proto(row.base), adapter=generation_to_proto(row.adapter),
         base_exact=row.base_exact, adapter_exact=row.adapter_exact,
-        base_chrf=row.base_chrf, adapter_chrf=row.adapter_chrf, error=row.error)
+        base_chrf=row.base_chrf, adapter_chrf=row.adapter_chrf, error=row.error,
+        judgement=judgement_to_proto(row.judgement))
 
 
 def _side(side: SideSummary) -> pb.SideSummary:
@@ -107,4 +142,4 @@ def _side(side: SideSummary) -> pb.SideSummary:
 def summary_to_proto(summary: CompareSummary) -> pb.CompareSummary:
     return pb.CompareSummary(rows=summary.rows, base=_side(summary.base), adapter=_side(summary.adapter),
                              dataset_path=summary.dataset_path, prompt_format=summary.prompt_format,
-                             failed_rows=summary.failed_rows)
+                             failed_rows=summary.failed_rows, judge=judge_summary_to_proto(summary.judge))

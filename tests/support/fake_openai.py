@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -107,7 +107,9 @@ class FakeOpenAI:
     answer: Callable[[str], str] = lambda instruction: f"Answer to: {instruction[:60]}"
     # Consulted first for every normal reply: the request body in, the content out, or None to
     # fall through to planning / `answer`. Tests use it for judge, evolution and topic prompts.
-    respond: Callable[[dict[str, Any]], str | None] | None = None
+    # It may also return an Action (Status, Hang, Malformed, Reply) for that request: a fault
+    # chosen by content holds whatever order concurrent requests arrive in (script() can't).
+    respond: Callable[[dict[str, Any]], str | Action | None] | None = None
     # (certfile, keyfile): serve HTTPS with this certificate.
     tls: tuple[Path, Path] | None = None
     # What GET /v1/models lists (vLLM-style cards: id, root, parent); None: just `model`.
@@ -243,6 +245,12 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     fake._in_flight -= 1
 
         def _answer(self, action: Action, body: dict[str, Any]) -> None:
+            if isinstance(action, Reply) and action.content is None and fake.respond is not None:
+                chosen = fake.respond(body)
+                if isinstance(chosen, (Reply, Status, Hang, Malformed)):
+                    action = chosen
+                elif chosen is not None:
+                    action = replace(action, content=chosen)
             if fake.latency_s and fake._closed.wait(fake.latency_s):
                 return
             if isinstance(action, Hang):

@@ -97,7 +97,12 @@ class ServingProxyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CompareBatch(self, request, context):
-        """One event per row, then a summary.
+        """One event per row, then a summary. With `judge`, an LLM judge also says per
+        row which answer is better (asked in both orders) and the summary carries
+        the adapter's win/tie/loss rates; the judge is asked before the first row
+        (UNAVAILABLE when it can't be reached, INVALID_ARGUMENT judge.token when it
+        refuses the token) and after that a judge fault is a row's no_verdict, never
+        an error of the stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
