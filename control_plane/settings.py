@@ -185,6 +185,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # Runs, jobs and deployments each have a "state" with their own choices: name them apart.
-    "ENUM_NAME_OVERRIDES": {"DeploymentStateEnum": "control_plane.deployments.models.Deployment.State"},
+    # Runs, jobs and deployments each have a "state" with their own choices (generation jobs and the
+    # comparison judge a "mode"): name them apart.
+    "ENUM_NAME_OVERRIDES": {
+        "DeploymentStateEnum": "control_plane.deployments.models.Deployment.State",
+        "JudgeModeEnum": "control_plane.deployments.apis.JUDGE_MODES",
+    },
 }

@@ -21,6 +21,7 @@ from control_plane.deployments.models import Comparison, Deployment
 
 def _form_error(form, exc: SynthtuneError) -> None:
     field = str(exc.extra.get("field") or "").removeprefix("sampling.")
+    field = getattr(form, "JUDGE_FIELDS", {}).get(field, field)
     form.add_error(field if field in form.fields else None, exc.message)
 
 
@@ -114,7 +115,7 @@ class DeploymentAdmin(ReadOnlyAdmin):
         if done:
             self.message_user(request, f"Unloaded {done} deployment(s).", messages.SUCCESS)
 
-    @method_decorator(sensitive_post_parameters("one-token", "batch-token"))
+    @method_decorator(sensitive_post_parameters("one-token", "batch-token", "batch-judge_token"))
     def compare_view(self, request):
         """One prompt through the base model and the adapter, side by side; and the batch form
         (compare.js streams it from the API; without JS it posts here and waits)."""

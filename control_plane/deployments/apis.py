@@ -27,6 +27,7 @@ MAX_TARGETS = 16
 MAX_PROMPT_CHARS = 16_000
 BATCH_MAX_LIMIT = 200
 BATCH_DEFAULT_LIMIT = 20
+JUDGE_MODES = ("pairwise", "single", "both")
 
 
 # --- serializers -------------------------------------------------------------------
@@ -243,6 +244,63 @@ class CompareOutputSerializer(serializers.Serializer):
     adapter = GenerationOutputSerializer()
 
 
+class JudgeUrlField(serializers.CharField):
+    """The judge's OpenAI-compatible API root: any http(s) URL (it need not be one of ours)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 2048)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data).strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise serializers.ValidationError(
+                f"{value[:100]!r} is not an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1."
+            )
+        if parts.username or parts.password:
+            raise serializers.ValidationError("Put the judge's credentials in judge.token, not in the URL.")
+        return value.rstrip("/")
+
+
+class CompareJudgeInputSerializer(serializers.Serializer):
+    base_url = JudgeUrlField(help_text="The judge: an OpenAI-compatible API, e.g. http://host:8000/v1.")
+    model = serializers.CharField(max_length=256, help_text="The judge's model name.")
+    token = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        write_only=True,
+        max_length=8192,
+        style={"input_type": "password"},
+        help_text="Bearer token for the judge: passed on, never stored or logged. Empty for a judge at the "
+        "proxy's own vLLM: its vLLM token is used.",
+    )
+    mode = serializers.ChoiceField(
+        choices=JUDGE_MODES,
+        default="pairwise",
+        help_text="pairwise: which answer is better, asked in both orders; single: a 1-5 score per side "
+        "against the reference; both.",
+    )
+    rubric = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        help_text="What 'better' means, in words the judge reads; default: helpful, correct, following "
+        "the instruction.",
+    )
+    concurrency = serializers.IntegerField(
+        min_value=1, max_value=32, required=False, help_text="Judge requests in flight; default 4."
+    )
+    request_timeout_s = serializers.FloatField(
+        min_value=1, max_value=600, required=False, help_text="Per judge request; default 60."
+    )
+    max_tokens = serializers.IntegerField(
+        min_value=8, max_value=4096, required=False, help_text="Per verdict; default 256."
+    )
+
+
 class CompareBatchInputSerializer(_ServingTargetSerializer):
     dataset = serializers.CharField(
         max_length=256,
@@ -254,6 +312,55 @@ class CompareBatchInputSerializer(_ServingTargetSerializer):
     limit = serializers.IntegerField(
         min_value=1, max_value=BATCH_MAX_LIMIT, default=BATCH_DEFAULT_LIMIT, help_text="Rows to compare."
     )
+    judge = CompareJudgeInputSerializer(
+        required=False, help_text="An LLM judge: which answer is better per row, and the adapter's win rate."
+    )
+
+
+class PairwiseVerdictOutputSerializer(serializers.Serializer):
+    first = serializers.CharField(help_text='The side shown as answer A: "base" or "adapter".')
+    winner = serializers.CharField(help_text='"base", "adapter" or "tie"; empty: no verdict (see error).')
+    reason = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True, help_text="Why there is no verdict.")
+
+
+class SingleScoreOutputSerializer(serializers.Serializer):
+    score = serializers.IntegerField(allow_null=True, help_text="1 to 5 against the reference; null: none.")
+    reason = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+
+
+class RowJudgementOutputSerializer(serializers.Serializer):
+    outcome = serializers.CharField(
+        help_text='For the adapter: "win", "loss", "tie" or "no_verdict" (empty in single mode).'
+    )
+    inconsistent = serializers.BooleanField(help_text="The two orders disagreed (counted as a tie).")
+    reason = serializers.CharField(allow_blank=True, help_text="Why no_verdict.")
+    verdicts = PairwiseVerdictOutputSerializer(many=True, help_text="Base first, then adapter first.")
+    base_score = SingleScoreOutputSerializer(allow_null=True)
+    adapter_score = SingleScoreOutputSerializer(allow_null=True)
+
+
+class JudgeSummaryOutputSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    mode = serializers.CharField()
+    wins = serializers.IntegerField()
+    ties = serializers.IntegerField()
+    losses = serializers.IntegerField()
+    no_verdict = serializers.IntegerField(help_text="Rows without a verdict in both orders (never a win).")
+    inconsistent = serializers.IntegerField(help_text="Rows whose two orders disagreed (counted as ties).")
+    win_rate = serializers.FloatField(help_text="Over the rows with a verdict.")
+    tie_rate = serializers.FloatField()
+    loss_rate = serializers.FloatField()
+    win_rate_low = serializers.FloatField(help_text="Wilson 95% interval of the win rate.")
+    win_rate_high = serializers.FloatField()
+    base_score_mean = serializers.FloatField(help_text="Single mode: mean 1-5 score.")
+    adapter_score_mean = serializers.FloatField()
+    base_scored = serializers.IntegerField()
+    adapter_scored = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField(help_text="The judge's usage.")
+    completion_tokens = serializers.IntegerField()
+    error = serializers.CharField(allow_blank=True, help_text="Set when no row got a verdict: why.")
 
 
 class CompareRowOutputSerializer(serializers.Serializer):
@@ -269,6 +376,7 @@ class CompareRowOutputSerializer(serializers.Serializer):
     error = serializers.CharField(
         allow_blank=True, help_text="Set when the row could not be compared (it counts as a miss)."
     )
+    judge = RowJudgementOutputSerializer(allow_null=True, required=False, help_text="With a judge.")
 
 
 class SideSummaryOutputSerializer(serializers.Serializer):
@@ -286,6 +394,7 @@ class CompareSummaryOutputSerializer(serializers.Serializer):
     prompt_format = serializers.CharField()
     base = SideSummaryOutputSerializer()
     adapter = SideSummaryOutputSerializer()
+    judge = JudgeSummaryOutputSerializer(allow_null=True, required=False, help_text="With a judge.")
 
 
 class CompareBatchOutputSerializer(serializers.Serializer):
@@ -519,6 +628,10 @@ class CompareBatchApi(ApiView):
         description=f"Base vs adapter over held-out rows (the adapter's eval split, or a ready "
         f"dataset), at most {BATCH_MAX_LIMIT} rows: per row both outputs, exact match and chrF against "
         "the reference; the summary per side has the exact-match rate, chrF and latency p50/p95. "
+        "With `judge`, an LLM judge (any OpenAI-compatible endpoint) says per row which answer is better, "
+        "asked in both orders (a split verdict is a tie), and the summary has the adapter's win/tie/loss "
+        "rates with a Wilson 95% interval; a judge fault is that row's no_verdict with the reason, never a "
+        "win. The judge down at the start is 503; its token is never stored. "
         "JSON (all at once, when the batch is done) or, with `Accept: text/event-stream`, streamed "
         "row by row. Errors found before the first row are plain error answers either way. "
         "Recorded as a comparison.",
@@ -534,6 +647,7 @@ class CompareBatchApi(ApiView):
             served_name=data["served_name"],
             target=data["target"],
             token=data["token"],
+            judge=dict(data["judge"]) if data.get("judge") else None,
         )
         events = batch.events()
         first = next(events)  # the proxy's up-front errors (not loaded, no eval split...) raise here

@@ -78,8 +78,69 @@ class BatchCompareForm(_ServingForm):
         help_text="Rows with reference answers; default: the adapter's eval split.",
     )
     limit = forms.IntegerField(min_value=1, max_value=200, initial=20, help_text="At most 200 rows.")
+    judge_url = forms.CharField(
+        required=False,
+        max_length=2048,
+        label="Judge URL",
+        help_text="Optional LLM judge (OpenAI-compatible, e.g. http://host:8000/v1): which answer is better, "
+        "asked in both orders.",
+    )
+    judge_model = forms.CharField(required=False, max_length=256, label="Judge model")
+    judge_token = forms.CharField(
+        required=False,
+        max_length=8192,
+        widget=forms.PasswordInput,
+        label="Judge token",
+        help_text="The judge's API key: passed on, never stored.",
+    )
+    judge_mode = forms.ChoiceField(
+        choices=[
+            ("pairwise", "pairwise: which is better"),
+            ("single", "single: a 1-5 score per side"),
+            ("both", "both"),
+        ],
+        initial="pairwise",
+        required=False,
+        label="Judge mode",
+    )
+    judge_rubric = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        label="Judge rubric",
+        help_text="What 'better' means; default: helpful, correct, following the instruction.",
+    )
 
     field_order = ("adapter", "dataset", "limit", "temperature", "max_tokens")
+
+    # The API's judge fields (in the proxy's errors) as this form names them.
+    JUDGE_FIELDS = {
+        "judge.base_url": "judge_url",
+        "judge.model": "judge_model",
+        "judge.token": "judge_token",
+        "judge.mode": "judge_mode",
+        "judge.rubric": "judge_rubric",
+    }
+
+    def clean(self):
+        data = super().clean()
+        if data.get("judge_url") and not data.get("judge_model"):
+            self.add_error("judge_model", "Name the judge's model.")
+        if data.get("judge_model") and not data.get("judge_url"):
+            self.add_error("judge_url", "Give the judge's URL.")
+        return data
+
+    def judge(self) -> dict[str, Any] | None:
+        data = self.cleaned_data
+        if not data["judge_url"].strip():
+            return None
+        return {
+            "base_url": data["judge_url"].strip(),
+            "model": data["judge_model"].strip(),
+            "token": data["judge_token"],
+            "mode": data["judge_mode"] or "pairwise",
+            "rubric": data["judge_rubric"],
+        }
 
     def params(self) -> dict[str, Any]:
         dataset = self.cleaned_data["dataset"]
@@ -87,4 +148,5 @@ class BatchCompareForm(_ServingForm):
             **self.serving(),
             "dataset": dataset.name if dataset else "",
             "limit": self.cleaned_data["limit"],
+            "judge": self.judge(),
         }

@@ -24,6 +24,16 @@ COMPARE_TIMEOUT_S = 300.0
 # A batch is one server stream: bound the whole of it.
 BATCH_DEADLINE_S = 1800.0
 SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "seed")
+JUDGE_FIELDS = (
+    "base_url",
+    "model",
+    "token",
+    "rubric",
+    "mode",
+    "concurrency",
+    "request_timeout_s",
+    "max_tokens",
+)
 
 # The proxy's field names (in its errors) as the API calls them.
 FIELD_NAMES = {
@@ -37,6 +47,7 @@ FIELD_NAMES = {
     "limit": "limit",
     **{f"sampling.{name}": f"sampling.{name}" for name in SAMPLING_FIELDS},
     **{name: f"sampling.{name}" for name in SAMPLING_FIELDS},
+    **{f"judge.{name}": f"judge.{name}" for name in (*JUDGE_FIELDS, "max_retries")},
 }
 
 
@@ -158,6 +169,46 @@ def _side(summary: pb.SideSummary) -> dict[str, float]:
     }
 
 
+def _judge(judge: dict[str, Any] | None) -> pb.Judge | None:
+    if not judge:
+        return None
+    return pb.Judge(**{name: judge[name] for name in JUDGE_FIELDS if judge.get(name) not in (None, "")})
+
+
+def _row_judgement(judgement: pb.RowJudgement) -> dict[str, Any]:
+    def score(side: pb.SingleScore) -> dict[str, Any]:
+        return {"score": side.score or None, "reason": side.reason, "error": side.error}
+
+    return {
+        "outcome": judgement.outcome,
+        "inconsistent": judgement.inconsistent,
+        "reason": judgement.reason,
+        "verdicts": [
+            {"first": v.first, "winner": v.winner, "reason": v.reason, "error": v.error}
+            for v in judgement.verdicts
+        ],
+        "base_score": score(judgement.base_score) if judgement.HasField("base_score") else None,
+        "adapter_score": score(judgement.adapter_score) if judgement.HasField("adapter_score") else None,
+    }
+
+
+def _judge_summary(summary: pb.JudgeSummary) -> dict[str, Any]:
+    rates = ("win_rate", "tie_rate", "loss_rate", "win_rate_low", "win_rate_high")
+    return {
+        "model": summary.model,
+        "mode": summary.mode,
+        **{name: getattr(summary, name) for name in ("wins", "ties", "losses", "no_verdict", "inconsistent")},
+        **{name: round(getattr(summary, name), 4) for name in rates},
+        "base_score_mean": round(summary.base_score_mean, 3),
+        "adapter_score_mean": round(summary.adapter_score_mean, 3),
+        "base_scored": summary.base_scored,
+        "adapter_scored": summary.adapter_scored,
+        "prompt_tokens": summary.prompt_tokens,
+        "completion_tokens": summary.completion_tokens,
+        "error": summary.error,
+    }
+
+
 # --- calls -------------------------------------------------------------------------------
 
 
@@ -233,8 +284,10 @@ def compare_batch(
     target: str,
     token: str,
     sampling: dict[str, Any],
+    judge: dict[str, Any] | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """("row", row) for each compared row, then ("summary", summary)."""
+    """("row", row) for each compared row, then ("summary", summary). With `judge` (base_url,
+    model, token, rubric, mode, concurrency...), rows and summary carry the judge's `judge`."""
     request = pb.CompareBatchRequest(
         adapter_name=adapter_name,
         served_name=served_name,
@@ -243,6 +296,7 @@ def compare_batch(
         target=target,
         token=token,
         sampling=_sampling(sampling),
+        judge=_judge(judge),
     )
     for event in proxy_client().stream("CompareBatch", request, timeout_s=BATCH_DEADLINE_S):
         kind = event.WhichOneof("kind")
@@ -261,6 +315,7 @@ def compare_batch(
                     "base_chrf": round(row.base_chrf, 2),
                     "adapter_chrf": round(row.adapter_chrf, 2),
                     "error": row.error,
+                    "judge": _row_judgement(row.judgement) if row.HasField("judgement") else None,
                 },
             )
         elif kind == "summary":
@@ -274,5 +329,6 @@ def compare_batch(
                     "prompt_format": summary.prompt_format,
                     "base": _side(summary.base),
                     "adapter": _side(summary.adapter),
+                    "judge": _judge_summary(summary.judge) if summary.HasField("judge") else None,
                 },
             )

@@ -470,13 +470,19 @@ def comparison_start_batch(
     served_name: str = "",
     target: str = "",
     token: str = "",
+    judge: dict[str, Any] | None = None,
 ) -> BatchComparison:
     """Check the request (now: errors before any row) and return the batch to iterate.
-    `dataset`: a ready dataset's name; empty: the adapter's held-out rows (its eval split)."""
+    `dataset`: a ready dataset's name; empty: the adapter's held-out rows (its eval split).
+    `judge`: an LLM judge (base_url, model, token, mode, rubric, concurrency, ...); its token is
+    passed on and kept out of the recorded request."""
     adapter = adapter_for_serving(name=adapter_name)
     dataset_path = _dataset_path(dataset) if dataset else ""
     served_name, target = _serving_choice(adapter, served_name=served_name, target=target)
     sampling = _clean_sampling(sampling)
+    judge = {
+        k: v for k, v in (judge or {}).items() if k in proxy.JUDGE_FIELDS and v not in (None, "")
+    } or None
     events = proxy.compare_batch(
         adapter_name=adapter.name,
         served_name=served_name,
@@ -485,13 +491,17 @@ def comparison_start_batch(
         target=target,
         token=token,
         sampling=sampling,
+        judge=judge,
     )
+    recorded = {"dataset": dataset, "limit": limit, "sampling": sampling}
+    if judge:
+        recorded["judge"] = {k: v for k, v in judge.items() if k != "token"}
     return BatchComparison(
         adapter=adapter,
         served_name=served_name,
         target=target,
         dataset=dataset,
-        request={"dataset": dataset, "limit": limit, "sampling": sampling},
+        request=recorded,
         owner=owner,
         _events=events,
     )

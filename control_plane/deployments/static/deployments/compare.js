@@ -21,6 +21,11 @@
     if (value("token")) data.token = form.elements[PREFIX + "token"].value;
     if (value("temperature") !== "") data.sampling.temperature = Number(value("temperature"));
     if (value("max_tokens") !== "") data.sampling.max_tokens = Number(value("max_tokens"));
+    if (value("judge_url")) {
+      data.judge = { base_url: value("judge_url"), model: value("judge_model"), mode: value("judge_mode") || "pairwise" };
+      if (value("judge_token")) data.judge.token = form.elements[PREFIX + "judge_token"].value;
+      if (value("judge_rubric")) data.judge.rubric = value("judge_rubric");
+    }
     return data;
   }
 
@@ -54,11 +59,64 @@
       "chrF " + data.base_chrf.toFixed(1) + " \u00b7 " + data.base.finish_reason);
     meta(cell(tr, data.adapter.text, data.adapter_exact ? "exact" : ""),
       "chrF " + data.adapter_chrf.toFixed(1) + " \u00b7 " + data.adapter.finish_reason);
+    judgeCell(tr, data.judge);
     byId("batch-rows").tBodies[0].appendChild(tr);
     byId("batch-status").textContent = (byId("batch-rows").tBodies[0].rows.length) + " rows so far";
   }
 
+  function judgeCell(tr, judge) {
+    var td = document.createElement("td");
+    td.className = "judge";
+    tr.appendChild(td);
+    if (!judge) return;
+    if (judge.outcome) {
+      var outcome = document.createElement("strong");
+      outcome.className = "judge-outcome";
+      outcome.setAttribute("data-outcome", judge.outcome);
+      outcome.textContent = judge.outcome;
+      td.appendChild(outcome);
+      if (judge.inconsistent) meta(td, " (the orders disagreed)");
+    }
+    if (judge.reason) meta(td, judge.reason);
+    var list = document.createElement("ul");
+    list.className = "judge-verdicts";
+    judge.verdicts.forEach(function (v) {
+      var li = document.createElement("li");
+      li.textContent = v.first + " first: " + (v.winner ? v.winner + " \u2014 " + v.reason : "no verdict (" + v.error + ")");
+      list.appendChild(li);
+    });
+    td.appendChild(list);
+    if (judge.base_score) {
+      meta(td, "score base " + (judge.base_score.score || "none") + ", adapter " +
+        ((judge.adapter_score && judge.adapter_score.score) || "none"));
+    }
+  }
+
+  function percent(x) { return Math.round(x * 100) + "%"; }
+
+  function showJudge(j) {
+    var box = byId("judge-summary");
+    if (!j) { box.hidden = true; return; }
+    box.hidden = false;
+    byId("judge-model").textContent = j.model;
+    byId("judge-mode").textContent = j.mode;
+    byId("judge-error").textContent = j.error;
+    byId("judge-error").hidden = !j.error;
+    var row = byId("judge-summary-row");
+    row.textContent = "";
+    [j.wins + " (" + percent(j.win_rate) + ")", percent(j.win_rate_low).replace("%", "") + "\u2013" + percent(j.win_rate_high),
+      j.ties + " (" + percent(j.tie_rate) + ")", j.losses + " (" + percent(j.loss_rate) + ")", String(j.no_verdict),
+      String(j.inconsistent),
+      (j.base_scored || j.adapter_scored) ? j.base_score_mean.toFixed(2) + " / " + j.adapter_score_mean.toFixed(2) : "\u2013"
+    ].forEach(function (text) {
+      var td = document.createElement("td");
+      td.textContent = text;
+      row.appendChild(td);
+    });
+  }
+
   function showSummary(summary) {
+    showJudge(summary.judge);
     var tbody = byId("batch-summary").tBodies[0];
     tbody.textContent = "";
     [["base", "Base"], ["adapter", "Adapter"]].forEach(function (side) {
@@ -112,6 +170,7 @@
     byId("batch-result").hidden = false;
     byId("batch-rows").tBodies[0].textContent = "";
     byId("batch-summary").tBodies[0].textContent = "";
+    byId("judge-summary").hidden = true;
     byId("batch-status").textContent = "running...";
     fetch(form.dataset.apiUrl, {
       method: "POST",
