@@ -61,7 +61,7 @@ SQLITE_ONLY = {
         "a second training; resuming is covered by the datagen worker test and the worker-process run test",
     "tests/control_plane/runs/test_api.py::test_a_killed_run_fails_then_resumes_by_request_and_succeeds":
         "the trainer's resume; the resume service's writes are covered by the refused and trainer-down tests",
-    "tests/control_plane/runs/test_api.py::test_an_unknown_base_model_is_400_on_base_model":
+    "tests/control_plane/runs/test_api.py::test_an_unknown_base_model_or_a_changed_dataset_file_is_refused_naming_the_field":
         "the trainer's own check; nothing is written",
     "tests/control_plane/runs/test_api.py::test_several_processes_on_a_one_process_trainer_is_400_naming_the_field":
         "the trainer's own check; nothing is written",
