@@ -138,12 +138,21 @@ def test_each_pair_is_judged_in_both_orders_and_combined(proxy, judge):
     assert summary.prompt_tokens == 7 * 12  # the fake's usage, every call counted
 
 
-def test_judge_faults_are_no_verdict_with_a_reason_never_a_win(proxy, judge):
+def test_judge_faults_are_no_verdict_with_a_reason_never_a_win(proxy, judge, vllm):
+    vllm.respond = lambda body: (Status(400, message="maximum context length is 512")
+                                 if body["messages"][-1]["content"] == "too long"
+                                 else GOOD if body["model"] == ADAPTER else BAD)
     started = time.monotonic()
-    rows, summary = run(proxy, spec(judge, request_timeout_s=1), "garbage", "refuse", "hang", "busy", "win")
+    rows, summary = run(proxy, spec(judge, request_timeout_s=1), "garbage", "refuse", "hang", "busy", "too long",
+                        "win")
     outcomes = {r.prompt: r.judgement for r in rows}
     assert {name: j.outcome for name, j in outcomes.items()} == {
-        "garbage": "no_verdict", "refuse": "no_verdict", "hang": "no_verdict", "busy": "no_verdict", "win": "win"}
+        "garbage": "no_verdict", "refuse": "no_verdict", "hang": "no_verdict", "busy": "no_verdict",
+        "too long": "no_verdict", "win": "win"}
+    # A row vLLM refused has no answers to judge: the judge is not asked about it.
+    assert outcomes["too long"].reason.startswith("not judged: the row could not be compared (")
+    assert not outcomes["too long"].verdicts and "too long" not in [_parts(r.body)["instruction"]
+                                                                   for r in judge.chat_requests()]
     assert "held no verdict" in outcomes["garbage"].reason and "asked twice" in outcomes["garbage"].reason
     assert "declined to judge" in outcomes["refuse"].reason
     assert "did not answer within 1s" in outcomes["hang"].reason
@@ -151,7 +160,7 @@ def test_judge_faults_are_no_verdict_with_a_reason_never_a_win(proxy, judge):
     for name in ("garbage", "refuse", "hang", "busy"):
         assert all(v.winner == "" and v.error for v in outcomes[name].verdicts), name
     # Only rows with a verdict count towards the rates.
-    assert (summary.wins, summary.no_verdict, summary.win_rate) == (1, 4, 1.0)
+    assert (summary.wins, summary.no_verdict, summary.win_rate) == (1, 5, 1.0)
     assert summary.win_rate_low == pytest.approx(wilson_interval(1, 1)[0])
     assert time.monotonic() - started < 15
 

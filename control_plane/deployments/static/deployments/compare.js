@@ -77,7 +77,10 @@
       td.appendChild(outcome);
       if (judge.inconsistent) meta(td, " (the orders disagreed)");
     }
-    if (judge.reason) meta(td, judge.reason);
+    if (judge.reason && !judge.verdicts.length) {  // else each verdict says why itself
+      meta(td, judge.reason);
+      td.lastChild.className += " judge-reason";
+    }
     var list = document.createElement("ul");
     list.className = "judge-verdicts";
     judge.verdicts.forEach(function (v) {
