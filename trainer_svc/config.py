@@ -21,6 +21,18 @@ Every variable, with its default:
                                                       models root; alias TRANSFORMERS_CACHE (the old app's,
                                                       which transformers 5 no longer reads). Unset:
                                                       huggingface_hub's own default, which honours HF_HOME
+- SYNTHTUNE_MLFLOW_TRACKING_URI     (unset)          where runs with report_to=mlflow log: an MLflow server
+                                                      (http://host:5000) or store; alias MLFLOW_TRACKING_URI.
+                                                      Unset: the file store <data_root>/mlruns, no server.
+                                                      Credentials go in MLflow's own variables
+                                                      (MLFLOW_TRACKING_TOKEN, ..._USERNAME/_PASSWORD), which
+                                                      the training process inherits; never in the URI
+- SYNTHTUNE_MLFLOW_EXPERIMENT       synthtune        the MLflow experiment runs log to
+- SYNTHTUNE_TRAINER_JUDGE_URL       (unset)          an OpenAI-compatible endpoint (".../v1") that grades the
+                                                      generation evals' answers 1-5 (eval_judge_score); with
+- SYNTHTUNE_TRAINER_JUDGE_MODEL     (unset)          the model it serves to grade with (both or neither)
+- SYNTHTUNE_TRAINER_JUDGE_TOKEN     (unset)          its bearer token: sent, never stored or logged
+- SYNTHTUNE_TRAINER_JUDGE_TIMEOUT_S 30               each grading request's timeout
 With SYNTHTUNE_TRAINER_LAUNCHER=kubeflow only:
 - SYNTHTUNE_TRAINER_KUBEFLOW_RUNTIME   (required)    the TrainingRuntime the TrainJobs point at (the chart
                                                       ships one: the data volume at the same mount path)
@@ -43,13 +55,18 @@ One run trains at a time (one per device); the others wait in the queue.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from synthtune.settings import CommonSettings, SettingsError, env_alias
 from synthtune.settings import load_settings as _load
+
+if TYPE_CHECKING:
+    from trainer_svc.eval_judge import Judge
 
 _DNS_LABEL = r"^([a-z]([-a-z0-9]{0,61}[a-z0-9])?)?$"  # empty, or an RFC 1035 label
 
@@ -71,6 +88,16 @@ class TrainerSettings(CommonSettings):
         "SYNTHTUNE_TRAINER_MAX_AUTO_RESUMES", "max_auto_resumes"))
     failed_checkpoints_hours: float = Field(default=72.0, ge=0, le=24 * 365, validation_alias=env_alias(
         "SYNTHTUNE_TRAINER_FAILED_CHECKPOINTS_HOURS", "failed_checkpoints_hours"))
+    mlflow_tracking_uri: str = Field(default="", validation_alias=AliasChoices(
+        "SYNTHTUNE_MLFLOW_TRACKING_URI", "mlflow_tracking_uri", "MLFLOW_TRACKING_URI"))
+    mlflow_experiment: str = Field(default="synthtune", min_length=1, max_length=256, validation_alias=env_alias(
+        "SYNTHTUNE_MLFLOW_EXPERIMENT", "mlflow_experiment"))
+    judge_url: str = Field(default="", pattern=r"^(https?://\S+)?$", validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_JUDGE_URL", "judge_url"))
+    judge_model: str = Field(default="", max_length=256, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_JUDGE_MODEL", "judge_model"))
+    judge_timeout_s: float = Field(default=30.0, gt=0, le=600, validation_alias=env_alias(
+        "SYNTHTUNE_TRAINER_JUDGE_TIMEOUT_S", "judge_timeout_s"))
     hf_hub_cache: Path | None = Field(
         default=None, validation_alias=AliasChoices("SYNTHTUNE_HF_HUB_CACHE", "hf_hub_cache", "TRANSFORMERS_CACHE"))
 
@@ -101,6 +128,13 @@ class TrainerSettings(CommonSettings):
         return {kind: {name: str(amount) for name, amount in amounts.items()} for kind, amounts in value.items()}
 
     @model_validator(mode="after")
+    def _judge_needs_both(self) -> TrainerSettings:
+        if bool(self.judge_url) != bool(self.judge_model):
+            raise ValueError("SYNTHTUNE_TRAINER_JUDGE_URL and SYNTHTUNE_TRAINER_JUDGE_MODEL go together: set both "
+                             "(a judge for the generation evals) or neither")
+        return self
+
+    @model_validator(mode="after")
     def _kubeflow_needs_a_runtime(self) -> TrainerSettings:
         if self.launcher == "kubeflow" and not self.kubeflow_runtime:
             raise ValueError("SYNTHTUNE_TRAINER_LAUNCHER=kubeflow needs SYNTHTUNE_TRAINER_KUBEFLOW_RUNTIME, "
@@ -108,9 +142,30 @@ class TrainerSettings(CommonSettings):
         return self
 
     @property
+    def tracking_environment(self) -> dict[str, str]:
+        """MLflow's variables for the training processes (transformers' MLflowCallback reads them)."""
+        values = {"MLFLOW_EXPERIMENT_NAME": self.mlflow_experiment}
+        if self.mlflow_tracking_uri:
+            values["MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
+        return values
+
+    @property
     def hub_environment(self) -> dict[str, str]:
         """Variables the training processes need for the hub cache (they inherit the trainer's)."""
         return {"HF_HUB_CACHE": str(self.hf_hub_cache.resolve())} if self.hf_hub_cache else {}
+
+
+def judge_from_environment(environ: Mapping[str, str] | None = None) -> Judge | None:
+    """The judge of the generation evals, as the training process inherits it from the service's
+    environment (the service checked the values at start); None when none is configured."""
+    from trainer_svc.eval_judge import Judge
+
+    env = os.environ if environ is None else environ
+    url, model = env.get("SYNTHTUNE_TRAINER_JUDGE_URL", "").strip(), env.get("SYNTHTUNE_TRAINER_JUDGE_MODEL", "").strip()
+    if not (url and model):
+        return None
+    return Judge(base_url=url, model=model, token=env.get("SYNTHTUNE_TRAINER_JUDGE_TOKEN", ""),
+                 timeout_s=float(env.get("SYNTHTUNE_TRAINER_JUDGE_TIMEOUT_S") or 30))
 
 
 def load_settings(**overrides) -> TrainerSettings:
@@ -118,4 +173,4 @@ def load_settings(**overrides) -> TrainerSettings:
     return _load(TrainerSettings, **overrides)
 
 
-__all__ = ["SettingsError", "TrainerSettings", "load_settings"]
+__all__ = ["SettingsError", "TrainerSettings", "judge_from_environment", "load_settings"]

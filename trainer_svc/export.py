@@ -11,7 +11,9 @@ Layout of one export (what vLLM and the serving proxy read):
                                     the run had one); the serving proxy's batch compare defaults to it
         manifest.json               run id, base model, prompt format, datasets + sha256,
                                     hyperparameters, final metrics, sha256 of every file,
-                                    eval_split: {"file", "rows", "sha256"} or null
+                                    eval_split: {"file", "rows", "sha256"} or null,
+                                    evals (every eval during training), best_checkpoint
+                                    ({"exported_step", "step", "metric", "value", "why", ...})
         merged/                     only on request: the base model with the adapter merged in
 
 How it is written:
@@ -38,7 +40,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -69,6 +71,8 @@ class Lineage:
     datasets: [{"path", "sha256", "rows", "format"}] as dataset_prep.DatasetFile reports them.
     hyperparameters: ResolvedConfig.hyperparameters(), plus what training added.
     metrics: final metrics (train_loss, eval_loss, steps, epochs, runtime...).
+    evals: every eval of the run, as its "eval" events (step, epoch, eval_loss, ..., is_best).
+    best_checkpoint: which step's weights are exported and why (training.best_checkpoint_record).
     """
 
     run_id: str
@@ -78,6 +82,8 @@ class Lineage:
     datasets: list[dict[str, Any]]
     hyperparameters: dict[str, Any]
     metrics: dict[str, Any]
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    best_checkpoint: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,8 @@ def _write_export(model: Any, tokenizer: Any, folder: Path, *, name: str, lineag
         "eval_split": eval_split,
         "hyperparameters": lineage.hyperparameters,
         "metrics": lineage.metrics,
+        "evals": lineage.evals,
+        "best_checkpoint": lineage.best_checkpoint,
         "weights_sha256": files[ADAPTER_WEIGHTS],
         "files": files,
         "merged_model": MERGED_DIR if merge_from is not None else None,

@@ -56,6 +56,16 @@ MAX_CHECKPOINT_STEPS = 1_000_000
 MAX_CHECKPOINTS_KEPT = 100
 MAX_NODES = 64
 MAX_PROCESSES_PER_NODE = 64
+MAX_EVAL_STEPS = 1_000_000
+MAX_EVAL_GENERATE_ROWS = 1000
+MAX_EVAL_NEW_TOKENS = 4096
+MAX_PATIENCE = 1000
+# The metrics an eval reports, as the "eval" events name them; the best checkpoint and early
+# stopping follow one of them. The generation metrics need eval_generate_rows, the judge's a judge.
+BEST_METRICS: tuple[str, ...] = ("eval_loss", "eval_mean_token_accuracy", "eval_exact_match", "eval_chrf",
+                                 "eval_judge_score")
+GENERATION_METRICS: tuple[str, ...] = ("eval_exact_match", "eval_chrf", "eval_judge_score")
+REPORT_TO: tuple[str, ...] = ("none", "mlflow", "tensorboard")
 
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 # config.json keys that hold a model's context length, most common first.
@@ -146,6 +156,26 @@ class TrainingOptions:
         keep_checkpoints: a succeeded run keeps its checkpoints (default: deleted once the
             adapter is exported). Cancelled runs never keep theirs; failed runs keep them so
             they can be resumed by hand.
+        eval_steps: when the held-out split is evaluated: 0 (default) at the end of every
+            epoch, N every N optimizer steps (and at the last step), 0..1,000,000.
+        eval_generate_rows: at each eval, also answer this many held-out rows greedily (the
+            first N of the seeded split) with the model being trained, and report exact match
+            and chrF against their references (and the judge's score, with a judge), 0..1000.
+            0 (default): loss and token accuracy only.
+        eval_max_new_tokens: the longest generated answer, 1..4096.
+        best_metric: which eval metric picks the best checkpoint and drives early stopping:
+            "eval_loss" (default, lower is better), "eval_mean_token_accuracy", "eval_exact_match",
+            "eval_chrf" (these three need eval_generate_rows), "eval_judge_score" (needs a judge);
+            higher is better for all but the loss.
+        export_best: export the best checkpoint's weights (default) rather than the last step's;
+            the manifest's "best_checkpoint" says which step was exported and why.
+        early_stopping_patience: stop once `best_metric` has not improved for this many evals in a
+            row, 0..1000 (0, the default: never stop early). Needs a held-out split.
+        early_stopping_threshold: how much better than the best so far an eval must be to count
+            as an improvement, >= 0.
+        report_to: "none" (default), "mlflow" or "tensorboard": transformers' own integration
+            also logs the run's parameters and metrics there. MLflow writes to MLFLOW_TRACKING_URI
+            (default: the file store <data_root>/mlruns), TensorBoard to runs/<run_id>/tensorboard.
     """
 
     epochs: float | None = None
@@ -163,6 +193,14 @@ class TrainingOptions:
     checkpoint_steps: int = 50
     checkpoint_keep: int = 2
     keep_checkpoints: bool = False
+    eval_steps: int = 0
+    eval_generate_rows: int = 0
+    eval_max_new_tokens: int = 128
+    best_metric: str = "eval_loss"
+    export_best: bool = True
+    early_stopping_patience: int = 0
+    early_stopping_threshold: float = 0.0
+    report_to: str = "none"
 
 
 @dataclass
@@ -315,6 +353,18 @@ class ResolvedTraining:
     checkpoint_steps: int
     checkpoint_keep: int
     keep_checkpoints: bool
+    eval_steps: int = 0
+    eval_generate_rows: int = 0
+    eval_max_new_tokens: int = 128
+    best_metric: str = "eval_loss"
+    export_best: bool = True
+    early_stopping_patience: int = 0
+    early_stopping_threshold: float = 0.0
+    report_to: str = "none"
+
+    @property
+    def greater_is_better(self) -> bool:
+        return not self.best_metric.endswith("loss")
 
 
 @dataclass(frozen=True)
@@ -610,13 +660,37 @@ def _resolve_training(options: TrainingOptions, defaults: DeviceDefaults, model:
                hint="0 saves only at the end of every epoch")
     _check_int("checkpoint_keep", options.checkpoint_keep, 1, MAX_CHECKPOINTS_KEPT)
     _check_bool("keep_checkpoints", options.keep_checkpoints)
+    _check_int("eval_steps", options.eval_steps, 0, MAX_EVAL_STEPS, hint="0 evaluates at every epoch's end")
+    _check_int("eval_generate_rows", options.eval_generate_rows, 0, MAX_EVAL_GENERATE_ROWS,
+               hint="16 rows are usually enough to follow exact match and chrF")
+    _check_int("eval_max_new_tokens", options.eval_max_new_tokens, 1, MAX_EVAL_NEW_TOKENS)
+    if options.best_metric not in BEST_METRICS:
+        raise InvalidArgument(
+            f"best_metric must be one of {', '.join(BEST_METRICS)}, not {options.best_metric!r}.",
+            field="best_metric")
+    if options.best_metric in GENERATION_METRICS and not options.eval_generate_rows:
+        raise InvalidArgument(
+            f"best_metric {options.best_metric} is a generation metric: set eval_generate_rows above 0.",
+            field="best_metric")
+    _check_bool("export_best", options.export_best)
+    _check_int("early_stopping_patience", options.early_stopping_patience, 0, MAX_PATIENCE,
+               hint="0 never stops early")
+    _check_float("early_stopping_threshold", options.early_stopping_threshold, low=0.0, high=math.inf,
+                 high_open=True)
+    if options.report_to not in REPORT_TO:
+        raise InvalidArgument(f"report_to must be one of {', '.join(REPORT_TO)}, not {options.report_to!r}.",
+                              field="report_to")
     return ResolvedTraining(
         epochs=float(epochs), learning_rate=float(lr), batch_size=batch, gradient_accumulation_steps=accum,
         max_length=max_length, eval_fraction=float(options.eval_fraction), packing=options.packing,
         seed=options.seed, warmup_ratio=float(options.warmup_ratio), lr_scheduler=options.lr_scheduler,
         gradient_checkpointing=checkpointing, merge_full_model=options.merge_full_model,
         checkpoint_steps=options.checkpoint_steps, checkpoint_keep=options.checkpoint_keep,
-        keep_checkpoints=options.keep_checkpoints,
+        keep_checkpoints=options.keep_checkpoints, eval_steps=options.eval_steps,
+        eval_generate_rows=options.eval_generate_rows, eval_max_new_tokens=options.eval_max_new_tokens,
+        best_metric=options.best_metric, export_best=options.export_best,
+        early_stopping_patience=options.early_stopping_patience,
+        early_stopping_threshold=float(options.early_stopping_threshold), report_to=options.report_to,
     )
 
 

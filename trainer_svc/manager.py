@@ -54,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 _BASE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 WATCH_POLL_S = 1.0
+# What an "eval" event carries into the run's log (the proto's EvalMetrics).
+EVAL_FIELDS = ("step", "max_steps", "epoch", "eval_loss", "eval_mean_token_accuracy", "eval_exact_match",
+               "eval_chrf", "eval_judge_score", "metric", "is_best", "runtime_s", "generation_s")
 CHECKPOINT_SWEEP_S = 3600.0
 
 
@@ -403,7 +406,7 @@ class RunManager:
 
     def _child_command(self, run: Run) -> tuple[list[str], dict[str, str]]:
         """How the run's training process(es) start: one child, or torchrun with one per rank."""
-        env = dict(os.environ)
+        env = {**os.environ, **self.settings.tracking_environment}
         if self.settings.launcher == "local":
             return [sys.executable, "-m", "trainer_svc.child"], env
         processes = int(run.distributed.get("processes_per_node") or 1)
@@ -455,7 +458,7 @@ class RunManager:
             self.store.append(run, "step", {k: event.get(k) for k in (
                 "step", "max_steps", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s")})
         elif kind == "eval":
-            self.store.append(run, "eval", {k: event.get(k) for k in ("step", "epoch", "eval_loss")})
+            self.store.append(run, "eval", {k: event.get(k) for k in EVAL_FIELDS})
         elif kind == "resumed":
             run.resumed_from_step = int(event.get("step") or 0)
             self.store.save(run)

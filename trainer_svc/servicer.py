@@ -47,9 +47,17 @@ _HYPERPARAMETERS = {
     "num_nodes": ("distributed", "num_nodes"),
     "processes_per_node": ("distributed", "processes_per_node"),
     "keep_checkpoints": ("training", "keep_checkpoints"),
+    "eval_steps": ("training", "eval_steps"),
+    "eval_generate_rows": ("training", "eval_generate_rows"),
+    "eval_max_new_tokens": ("training", "eval_max_new_tokens"),
+    "export_best": ("training", "export_best"),
+    "early_stopping_patience": ("training", "early_stopping_patience"),
+    "early_stopping_threshold": ("training", "early_stopping_threshold"),
 }
+# Plain string fields: empty is unset.
+_STRINGS = {"best_metric": ("training", "best_metric"), "report_to": ("training", "report_to")}
 # Run-config field names in domain errors -> request field names.
-_FIELD_NAMES = {name: f"hyperparameters.{proto}" for proto, (_, name) in _HYPERPARAMETERS.items()}
+_FIELD_NAMES = {name: f"hyperparameters.{proto}" for proto, (_, name) in (_HYPERPARAMETERS | _STRINGS).items()}
 _FIELD_NAMES |= {"target_modules": "hyperparameters.target_modules", "device": "hyperparameters.device",
                  "base_model_id": "base_model", "base_model_path": "base_model"}
 
@@ -100,6 +108,9 @@ def request_from_proto(request: pb.StartRunRequest) -> RunRequest:
         sections["lora"]["target_modules"] = "all-linear" if targets == ["all-linear"] else targets
     if hp.device:
         sections["device"]["device"] = hp.device
+    for proto_name, (section, name) in _STRINGS.items():
+        if getattr(hp, proto_name):
+            sections[section][name] = getattr(hp, proto_name)
     refs = [{"path": r.path, "name": r.name, "version": r.version, "sha256": r.sha256} for r in request.dataset_refs]
     # Refs alone are enough; with both, RunConfig checks they name the same paths.
     datasets = list(request.datasets) or [ref["path"] for ref in refs]

@@ -22,12 +22,26 @@ Events, passed to `on_event` as JSON-ready dicts, each with "type" and "time" (u
      "world_size", "effective_batch_size"}
     {"type": "step", "step", "max_steps", "epoch", "loss", "learning_rate", "grad_norm",
      "tokens_per_s", "eta_s", "num_tokens", "mean_token_accuracy", "elapsed_s"}   (every optimizer step)
-    {"type": "eval", "step", "max_steps", "epoch", "eval_loss", "eval_mean_token_accuracy", "runtime_s"}
-                                                                                    (every epoch, with eval rows)
+    {"type": "eval", "step", "max_steps", "epoch", "eval_loss", "eval_mean_token_accuracy", "runtime_s",
+     "eval_exact_match", "eval_chrf", "eval_judge_score", "judge_ungraded", "generation_s" (None without
+     generation evals; the judge's two without a judge),
+     "metric" (best_metric), "is_best" (the best so far: the checkpoint exported unless a later one beats it)}
+                                                   (every epoch, or every eval_steps steps, with eval rows)
     {"type": "resumed", "step", "checkpoint"}          (training goes on from a checkpoint of this run)
     {"type": "cancelled", "step", "max_steps", "epoch"}
     {"type": "exported", "name", "path" (relative to the data root), "weights_sha256", "manifest"}
     {"type": "finished", "status": "succeeded"|"cancelled", "metrics": {...}}
+Evals, the best checkpoint, early stopping (TrainingOptions eval_steps ... report_to): with
+a held-out split every eval saves a checkpoint (transformers' save strategy then follows the
+eval strategy, and ProgressCallback adds the resume checkpoints), transformers tracks the best
+one on `best_metric` and keeps it through the checkpoint rotation, and with `export_best` (the
+default) reloads it after training, so the published adapter is the best step's, not the
+last's. EarlyStoppingCallback ends training after `early_stopping_patience` evals without an
+improvement. The manifest records every eval ("evals") and which step was exported and why
+("best_checkpoint"). Generation evals (eval_generate_rows) answer held-out rows greedily with
+the PEFT model being trained, in eval mode, in this process: no second copy of the model.
+report_to hands the logs to transformers' MLflow or TensorBoard callback.
+
 A failure raises instead (a SynthtuneError for bad input, anything else for a crash);
 the caller reports it.
 
@@ -84,6 +98,7 @@ from typing import Any, Literal
 
 from synthtune.errors import SynthtuneError
 from trainer_svc.checkpoints import checkpoint_step, checkpoints_dir, latest_checkpoint, remove_checkpoints
+from trainer_svc.config import judge_from_environment
 from trainer_svc.dataset_prep import (
     DataReport,
     DatasetFile,
@@ -93,7 +108,7 @@ from trainer_svc.dataset_prep import (
     prepare_data,
 )
 from trainer_svc.export import ExportResult, Lineage, export_adapter
-from trainer_svc.hyperparams import ResolvedConfig, RunConfig, resolve
+from trainer_svc.hyperparams import MIN_ROWS_FOR_EVAL, ResolvedConfig, RunConfig, resolve
 from trainer_svc.lora_targets import TargetPlan, assert_wrapped, resolve_targets
 
 logger = logging.getLogger(__name__)
@@ -163,10 +178,28 @@ def _plan(config: RunConfig | dict[str, Any], **machines: Any) -> tuple[RunPlan,
         eval_fraction=resolved.training.eval_fraction,
         seed=resolved.training.seed,
     )
+    _check_eval_settings(resolved, eval_rows=len(prepared.eval))
     # Exactness: the files must still be the versions asked for (also when a queued run starts).
     named = check_versions(prepared.report.datasets, run.dataset_refs)
     prepared.report = replace(prepared.report, datasets=named)
     return RunPlan(resolved, targets, prepared.report), tokenizer, prepared
+
+
+def _check_eval_settings(resolved: ResolvedConfig, *, eval_rows: int) -> None:
+    """Settings that need a held-out split are refused without one (before any weights load)."""
+    from synthtune.errors import InvalidArgument
+
+    training = resolved.training
+    if training.best_metric == "eval_judge_score" and judge_from_environment() is None:
+        raise InvalidArgument("best_metric eval_judge_score needs a judge: this trainer has none configured "
+                              "(SYNTHTUNE_TRAINER_JUDGE_URL and SYNTHTUNE_TRAINER_JUDGE_MODEL).", field="best_metric")
+    if eval_rows:
+        return
+    why = (f"this run has no held-out split (eval_fraction={training.eval_fraction:g}; fewer than "
+           f"{MIN_ROWS_FOR_EVAL} rows hold none out)")
+    for name in ("early_stopping_patience", "eval_generate_rows"):
+        if getattr(training, name):
+            raise InvalidArgument(f"{name} needs held-out rows to evaluate, and {why}.", field=name)
 
 
 def main(
@@ -193,7 +226,8 @@ def main(
         for warning in plan.report.warnings:
             emit.log(warning, level="warning")
         folder = checkpoints_dir(resolved.data_root, resolved.run.run_id)
-        result = _train_and_export(plan, tokenizer, prepared, folder, emit, stop)
+        with _tracking_environment(resolved, emit):
+            result = _train_and_export(plan, tokenizer, prepared, folder, emit, stop)
         if is_main_process() and (result.status == "cancelled" or not resolved.training.keep_checkpoints):
             remove_checkpoints(folder)
         return result
@@ -213,7 +247,9 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, che
     )
     _seed_everything(resolved.training.seed)
     model = _load_model(resolved)
-    callback = progress_callback(emit, stop)
+    callback = progress_callback(emit, stop, checkpoint_steps=resolved.training.checkpoint_steps,
+                                 metric=resolved.training.best_metric,
+                                 greater_is_better=resolved.training.greater_is_better)
     trainer = _build_trainer(plan, model, tokenizer, prepared, checkpoints, callback)
     callback.accelerator = trainer.accelerator  # for the collective cancel
     wrapped = assert_wrapped(trainer.model, plan.targets)
@@ -254,10 +290,16 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, che
               "epoch": _number(state.epoch)})
         emit({"type": "finished", "status": "cancelled", "metrics": metrics})
         return TrainResult("cancelled", metrics)
+    best = best_checkpoint_record(trainer, callback, resolved)
+    metrics.update({"exported_step": best["exported_step"], "best_step": best["step"],
+                    "best_metric": best["metric"], "best_value": best["value"]})
+    if best["early_stopped"]:
+        emit.log(f"early stopping at step {state.global_step}: {best['metric']} did not improve for "
+                 f"{resolved.training.early_stopping_patience} eval(s) in a row")
     if not trainer.accelerator.is_main_process:
         trainer.accelerator.wait_for_everyone()  # rank 0 exports meanwhile
         return TrainResult("succeeded", metrics)
-    emit.log("exporting the adapter")
+    emit.log(f"exporting the adapter: {best['why']}")
     lineage = Lineage(
         run_id=resolved.run.run_id,
         base_model_id=resolved.run.base_model_id,
@@ -266,6 +308,8 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, che
         datasets=[_manifest_dataset(d) for d in plan.report.datasets],
         hyperparameters=plan.hyperparameters(),
         metrics=metrics,
+        evals=list(callback.evals),
+        best_checkpoint=best,
     )
     result = export_adapter(
         trainer.model,
@@ -282,6 +326,86 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, che
     trainer.accelerator.wait_for_everyone()
     emit({"type": "finished", "status": "succeeded", "metrics": metrics})
     return TrainResult("succeeded", metrics, result)
+
+
+def best_checkpoint_record(trainer: Any, callback: ProgressCallback, resolved: ResolvedConfig) -> dict[str, Any]:
+    """Which step's weights the export holds, and why: the manifest's "best_checkpoint"."""
+    state, training = trainer.state, resolved.training
+    best_dir = state.best_model_checkpoint
+    best_step = checkpoint_step(Path(best_dir)) if best_dir else None
+    value = next((e.get(training.best_metric) for e in callback.evals if e["step"] == best_step), None)
+    loaded = bool(trainer.args.load_best_model_at_end and best_dir)
+    exported = best_step if loaded else state.global_step
+    evals = len(callback.evals)
+    if not evals:
+        why = "the last step's weights: no eval ran (no held-out split)"
+    elif not training.export_best:
+        why = "the last step's weights: export_best is off"
+    elif not loaded:
+        why = "the last step's weights: no eval checkpoint was kept"
+    else:
+        word = "highest" if training.greater_is_better else "lowest"
+        why = (f"the best checkpoint, step {best_step}: the {word} {training.best_metric} "
+               f"({value:.6g}) of {evals} eval(s)" if value is not None else f"the best checkpoint, step {best_step}")
+    stopped_early = bool(training.early_stopping_patience) and not callback.cancelled \
+        and state.global_step < state.max_steps
+    return {
+        "exported_step": exported, "step": best_step, "metric": training.best_metric, "value": value,
+        "greater_is_better": training.greater_is_better, "evals": evals, "why": why,
+        "last_step": state.global_step, "early_stopped": stopped_early,
+        "early_stopping": ({"patience": training.early_stopping_patience,
+                            "threshold": training.early_stopping_threshold, "stopped_at_step": state.global_step}
+                           if training.early_stopping_patience else None),
+    }
+
+
+@contextmanager
+def _tracking_environment(resolved: ResolvedConfig, emit: _Emitter) -> Iterator[None]:
+    """The variables transformers' MLflow / TensorBoard callbacks read, for this run only.
+
+    MLflow: MLFLOW_TRACKING_URI as the service passes it (SYNTHTUNE_MLFLOW_TRACKING_URI), else a
+    file store under the data root, which needs no server; credentials stay in MLflow's own
+    variables (MLFLOW_TRACKING_TOKEN, ...), inherited, never written to the run or logged.
+    """
+    report_to = resolved.training.report_to
+    if report_to == "none":
+        yield
+        return
+    run_dir = resolved.data_root.resolve() / "runs" / resolved.run.run_id
+    values: dict[str, str] = {}
+    if report_to == "mlflow":
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or (resolved.data_root.resolve() / "mlruns").as_uri()
+        values = {"MLFLOW_TRACKING_URI": uri,
+                  "MLFLOW_EXPERIMENT_NAME": os.environ.get("MLFLOW_EXPERIMENT_NAME") or "synthtune"}
+        if uri.startswith("file:"):
+            # MLflow 3 keeps its file store in maintenance mode and refuses it unless asked; it is
+            # what works with mlflow-skinny and no server (a database store needs SQLAlchemy).
+            values["MLFLOW_ALLOW_FILE_STORE"] = "true"
+        emit.log(f"reporting to MLflow at {redact_uri(uri)}, experiment {values['MLFLOW_EXPERIMENT_NAME']}, "
+                 f"run {resolved.run.run_id}")
+    else:
+        values = {"TENSORBOARD_LOGGING_DIR": str(run_dir / "tensorboard")}
+        emit.log(f"reporting to TensorBoard in runs/{resolved.run.run_id}/tensorboard")
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def redact_uri(uri: str) -> str:
+    """`uri` without a user or password in it (https://user:secret@host -> https://***@host)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def _manifest_dataset(info: DatasetFile) -> dict[str, Any]:
@@ -328,6 +452,15 @@ def build_sft_config(resolved: ResolvedConfig, output_dir: Path, *, prompt_forma
     from trl import SFTConfig
 
     device, training = resolved.device, resolved.training
+    # With a held-out split every eval saves a checkpoint, so the best one exists to be kept and
+    # reloaded (transformers wants the save strategy to follow the eval strategy for that); the
+    # resume checkpoints every checkpoint_steps and at each epoch's end are ProgressCallback's.
+    eval_strategy = ("steps" if training.eval_steps else "epoch") if has_eval else "no"
+    if has_eval:
+        save: dict[str, Any] = {"save_strategy": eval_strategy, "save_steps": training.eval_steps or None}
+    else:
+        save = {"save_strategy": "steps" if training.checkpoint_steps else "no",
+                "save_steps": training.checkpoint_steps or None}
     return SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=training.epochs,
@@ -350,14 +483,17 @@ def build_sft_config(resolved: ResolvedConfig, output_dir: Path, *, prompt_forma
         bf16=device.kind == "cuda" and device.dtype == "bfloat16",
         fp16=device.kind == "cuda" and device.dtype == "float16",
         use_cpu=device.use_cpu,
-        eval_strategy="epoch" if has_eval else "no",
+        eval_strategy=eval_strategy,
+        eval_steps=training.eval_steps or None,
         logging_strategy="steps",
         logging_steps=1,
-        # Every N steps here; ProgressCallback adds one at each epoch's end.
-        save_strategy="steps" if training.checkpoint_steps else "no",
-        save_steps=training.checkpoint_steps or None,
+        **save,
         save_total_limit=training.checkpoint_keep,
-        report_to="none",
+        metric_for_best_model=training.best_metric if has_eval else None,
+        greater_is_better=training.greater_is_better if has_eval else None,
+        load_best_model_at_end=has_eval and training.export_best,
+        report_to=[] if training.report_to == "none" else [training.report_to],
+        run_name=resolved.run.run_id,
         disable_tqdm=True,
         dataloader_num_workers=0,
         # Several processes (torchrun): gloo on the CPU (NCCL on CUDA, the default); every
@@ -373,8 +509,7 @@ def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: Prepared
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
     from peft import LoraConfig
-    from transformers.trainer_callback import PrinterCallback
-    from trl import SFTTrainer
+    from transformers.trainer_callback import EarlyStoppingCallback, PrinterCallback
 
     disable_progress_bar()  # trl's map() bars would go to stderr; the events say what happens
     resolved = plan.resolved
@@ -388,18 +523,51 @@ def _build_trainer(plan: RunPlan, model: Any, tokenizer: Any, prepared: Prepared
     )
     has_eval = bool(prepared.eval)
     args = build_sft_config(resolved, output_dir, prompt_format=plan.report.prompt_format, has_eval=has_eval)
-    trainer = SFTTrainer(
+    training = resolved.training
+    callbacks: list[Any] = [callback]
+    if has_eval and training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=training.early_stopping_patience,
+                                               early_stopping_threshold=training.early_stopping_threshold))
+    processing_class = _training_tokenizer(tokenizer, prepared.chat_template)
+    generation = None
+    if has_eval and training.eval_generate_rows:
+        from trainer_svc.eval_generation import GenerationEval
+
+        generation = GenerationEval(prepared.eval[:training.eval_generate_rows], tokenizer=processing_class,
+                                    prompt_format=plan.report.prompt_format,
+                                    max_new_tokens=training.eval_max_new_tokens, judge=judge_from_environment())
+    trainer = trainer_class(generation)(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(prepared.train),
         eval_dataset=Dataset.from_list(prepared.eval) if has_eval else None,
-        processing_class=_training_tokenizer(tokenizer, prepared.chat_template),
+        processing_class=processing_class,
         peft_config=lora,
-        callbacks=[callback],
+        callbacks=callbacks,
     )
     # With tqdm off, Trainer prints every log dict to stdout; the events carry them instead.
     trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def trainer_class(generation: Any = None) -> type:
+    """trl's SFTTrainer; with a GenerationEval, one whose evals also report its generation metrics
+    (added to the eval metrics before callbacks, early stopping and the best-checkpoint choice see them)."""
+    from trl import SFTTrainer
+
+    if generation is None:
+        return SFTTrainer
+
+    class GeneratingSFTTrainer(SFTTrainer):
+        def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                            metric_key_prefix="eval"):
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
+                                             ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+            if metric_key_prefix == "eval":
+                output.metrics.update(generation(self.model))
+            return output
+
+    return GeneratingSFTTrainer
 
 
 def _training_tokenizer(tokenizer: Any, chat_template: str | None) -> Any:
@@ -412,12 +580,12 @@ def _training_tokenizer(tokenizer: Any, chat_template: str | None) -> Any:
     return training
 
 
-def progress_callback(emit: _Emitter, should_stop: Callable[[], bool]) -> ProgressCallback:
+def progress_callback(emit: _Emitter, should_stop: Callable[[], bool], **options: Any) -> ProgressCallback:
     """A ProgressCallback that is also a transformers TrainerCallback (imported only here)."""
     from transformers import TrainerCallback
 
     klass = type("ProgressCallback", (ProgressCallback, TrainerCallback), {})
-    return klass(emit, should_stop)
+    return klass(emit, should_stop, **options)
 
 
 class ProgressCallback:
@@ -428,8 +596,14 @@ class ProgressCallback:
     """
 
     def __init__(self, emit: _Emitter, should_stop: Callable[[], bool],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, *, checkpoint_steps: int = 0,
+                 metric: str = "eval_loss", greater_is_better: bool = False):
         self.emit = emit
+        self.checkpoint_steps = checkpoint_steps
+        self.metric = metric
+        self.greater_is_better = greater_is_better
+        self.evals: list[dict[str, Any]] = []  # every eval event, for the manifest
+        self._best: float | None = None
         self.should_stop = should_stop
         self.clock = clock
         self.accelerator: Any = None  # set once the Trainer exists; several processes cancel together
@@ -473,6 +647,7 @@ class ProgressCallback:
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.train_started = self.clock()
+        self._best = state.best_metric  # a resumed run goes on from its checkpoint's best
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_started = self.clock()
@@ -484,6 +659,9 @@ class ProgressCallback:
         self._last_step_s = max(self.clock() - self._step_started, 1e-9)
         self._step_s_total += self._last_step_s
         self._steps_timed += 1
+        # The resume checkpoints, whatever the save strategy (with evals it follows them).
+        if self.checkpoint_steps and state.global_step % self.checkpoint_steps == 0:
+            control.should_save = True
         self._check_stop(control, step_end=True)
 
     def on_epoch_end(self, args, state, control, **kwargs):
@@ -519,15 +697,30 @@ class ProgressCallback:
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         metrics = metrics or {}
         self._last_eval = {"eval_loss": _number(metrics.get("eval_loss"))}
-        self.emit({
+        value = _number(metrics.get(self.metric))
+        # Strictly better, as transformers picks its best step (this runs just before it does).
+        is_best = value is not None and (self._best is None or (
+            value > self._best if self.greater_is_better else value < self._best))
+        if is_best:
+            self._best = value
+        event = {
             "type": "eval",
             "step": state.global_step,
             "max_steps": state.max_steps,
             "epoch": _number(state.epoch),
             "eval_loss": self._last_eval["eval_loss"],
             "eval_mean_token_accuracy": _number(metrics.get("eval_mean_token_accuracy")),
+            "eval_exact_match": _number(metrics.get("eval_exact_match")),
+            "eval_chrf": _number(metrics.get("eval_chrf")),
+            "eval_judge_score": _number(metrics.get("eval_judge_score")),
+            "judge_ungraded": _number(metrics.get("eval_judge_ungraded")),
             "runtime_s": _number(metrics.get("eval_runtime")),
-        })
+            "generation_s": _number(metrics.get("eval_generation_runtime")),
+            "metric": self.metric,
+            "is_best": is_best,
+        }
+        self.evals.append({k: v for k, v in event.items() if k not in ("type", "max_steps")})
+        self.emit(event)
 
 
 class _Emitter:

@@ -66,7 +66,10 @@ def test_a_run_streams_its_progress_and_exports_an_adapter(trainer, data_root):
     assert states == [pb.RUN_STATE_VALIDATING, pb.RUN_STATE_QUEUED, pb.RUN_STATE_RUNNING, pb.RUN_STATE_SUCCEEDED]
     steps = [e.step for e in events if e.WhichOneof("kind") == "step"]
     assert steps and steps[-1].step == steps[-1].max_steps and all(s.loss > 0 and s.tokens_per_s > 0 for s in steps)
-    assert any(e.WhichOneof("kind") == "eval" for e in events)
+    [evaluated] = [e.eval for e in events if e.WhichOneof("kind") == "eval"]  # 1 epoch: one eval
+    assert evaluated.step == evaluated.max_steps == steps[-1].step and evaluated.eval_loss > 0
+    assert evaluated.metric == "eval_loss" and evaluated.is_best and evaluated.HasField("eval_mean_token_accuracy")
+    assert not evaluated.HasField("eval_chrf")  # no generation evals asked for
     exported = next(e.exported for e in events if e.WhichOneof("kind") == "exported")
     assert exported.adapter_name.startswith("heron") and (data_root / exported.adapter_path / "manifest.json").is_file()
 

@@ -28,7 +28,7 @@ RUN_STATE_FAILED: RunState
 RUN_STATE_CANCELLED: RunState
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "epochs", "learning_rate", "batch_size", "gradient_accumulation_steps", "max_length", "eval_fraction", "packing", "seed", "device", "quantize_4bit", "num_nodes", "processes_per_node", "keep_checkpoints")
+    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "epochs", "learning_rate", "batch_size", "gradient_accumulation_steps", "max_length", "eval_fraction", "packing", "seed", "device", "quantize_4bit", "num_nodes", "processes_per_node", "keep_checkpoints", "eval_steps", "eval_generate_rows", "eval_max_new_tokens", "best_metric", "export_best", "early_stopping_patience", "early_stopping_threshold", "report_to")
     LORA_R_FIELD_NUMBER: _ClassVar[int]
     LORA_ALPHA_FIELD_NUMBER: _ClassVar[int]
     LORA_DROPOUT_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,14 @@ class Hyperparameters(_message.Message):
     NUM_NODES_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_PER_NODE_FIELD_NUMBER: _ClassVar[int]
     KEEP_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_GENERATE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    BEST_METRIC_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_BEST_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOPPING_PATIENCE_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOPPING_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    REPORT_TO_FIELD_NUMBER: _ClassVar[int]
     lora_r: int
     lora_alpha: float
     lora_dropout: float
@@ -63,7 +71,15 @@ class Hyperparameters(_message.Message):
     num_nodes: int
     processes_per_node: int
     keep_checkpoints: bool
-    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., epochs: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., max_length: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., packing: _Optional[bool] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., quantize_4bit: _Optional[bool] = ..., num_nodes: _Optional[int] = ..., processes_per_node: _Optional[int] = ..., keep_checkpoints: _Optional[bool] = ...) -> None: ...
+    eval_steps: int
+    eval_generate_rows: int
+    eval_max_new_tokens: int
+    best_metric: str
+    export_best: bool
+    early_stopping_patience: int
+    early_stopping_threshold: float
+    report_to: str
+    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., epochs: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., max_length: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., packing: _Optional[bool] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., quantize_4bit: _Optional[bool] = ..., num_nodes: _Optional[int] = ..., processes_per_node: _Optional[int] = ..., keep_checkpoints: _Optional[bool] = ..., eval_steps: _Optional[int] = ..., eval_generate_rows: _Optional[int] = ..., eval_max_new_tokens: _Optional[int] = ..., best_metric: _Optional[str] = ..., export_best: _Optional[bool] = ..., early_stopping_patience: _Optional[int] = ..., early_stopping_threshold: _Optional[float] = ..., report_to: _Optional[str] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
     __slots__ = ("base_model", "datasets", "hyperparameters", "adapter_name", "merge_full_model", "dataset_refs")
@@ -244,14 +260,32 @@ class StepMetrics(_message.Message):
     def __init__(self, step: _Optional[int] = ..., max_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., loss: _Optional[float] = ..., learning_rate: _Optional[float] = ..., grad_norm: _Optional[float] = ..., tokens_per_s: _Optional[float] = ..., eta_s: _Optional[float] = ...) -> None: ...
 
 class EvalMetrics(_message.Message):
-    __slots__ = ("step", "epoch", "eval_loss")
+    __slots__ = ("step", "epoch", "eval_loss", "max_steps", "eval_mean_token_accuracy", "eval_exact_match", "eval_chrf", "eval_judge_score", "metric", "is_best", "runtime_s", "generation_s")
     STEP_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     EVAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_MEAN_TOKEN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    EVAL_EXACT_MATCH_FIELD_NUMBER: _ClassVar[int]
+    EVAL_CHRF_FIELD_NUMBER: _ClassVar[int]
+    EVAL_JUDGE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    IS_BEST_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_S_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_S_FIELD_NUMBER: _ClassVar[int]
     step: int
     epoch: float
     eval_loss: float
-    def __init__(self, step: _Optional[int] = ..., epoch: _Optional[float] = ..., eval_loss: _Optional[float] = ...) -> None: ...
+    max_steps: int
+    eval_mean_token_accuracy: float
+    eval_exact_match: float
+    eval_chrf: float
+    eval_judge_score: float
+    metric: str
+    is_best: bool
+    runtime_s: float
+    generation_s: float
+    def __init__(self, step: _Optional[int] = ..., epoch: _Optional[float] = ..., eval_loss: _Optional[float] = ..., max_steps: _Optional[int] = ..., eval_mean_token_accuracy: _Optional[float] = ..., eval_exact_match: _Optional[float] = ..., eval_chrf: _Optional[float] = ..., eval_judge_score: _Optional[float] = ..., metric: _Optional[str] = ..., is_best: _Optional[bool] = ..., runtime_s: _Optional[float] = ..., generation_s: _Optional[float] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("level", "message")
