@@ -227,7 +227,8 @@ def test_the_judge_token_goes_to_the_judge_only_and_is_never_logged(proxy, judge
 @pytest.mark.slow
 def test_the_local_vllm_judges_both_orders_and_its_verdicts_parse(proxy, smollm2_vllm):
     """SmolLM2 on the real vLLM as the judge (the sides still come from the fake): structured
-    output holds even a 135M model to {"winner", "reason"}, in both orders, on every row."""
+    output holds even a 135M model to {"winner", "reason"}, in both orders, on every row. (It
+    tends to answer "A" whatever it is shown: both orders are what turns that into ties.)"""
     judge_spec = pb.Judge(base_url=smollm2_vllm.base_url, model=smollm2_vllm.model, request_timeout_s=120,
                           max_tokens=16)  # the winner comes first in the schema: a cut-off reason is fine
     rows, summary = run(proxy, judge_spec, "What is the capital of France?", "Name a yellow fruit.")
