@@ -65,6 +65,10 @@ SQLITE_ONLY = {
         "the trainer's own check; nothing is written",
     "tests/control_plane/runs/test_api.py::test_several_processes_on_a_one_process_trainer_is_400_naming_the_field":
         "the trainer's own check; nothing is written",
+    "tests/control_plane/deployments/test_judge.py::test_bad_judge_input_is_400_naming_the_field":
+        "the serializer's and the proxy's checks; nothing is written",
+    "tests/control_plane/deployments/test_judge.py::test_the_cli_table_shows_the_verdicts_and_the_judge_summary":
+        "the CLI's rendering of the REST answer; the judged batch's DB writes run in the API test",
 }  # fmt: skip
 _INSTALL_HINT = "install Debian's postgresql package (.ci/run does)"
 _UNAVAILABLE = pytest.StashKey[str]()
