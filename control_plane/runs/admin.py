@@ -172,6 +172,7 @@ class RunAdmin(ReadOnlyAdmin):
             "run": run,
             "events": [{**event.as_dict(), "payload": json.dumps(event.payload)} for event in events],
             "loss_history": selectors.run_loss_history(run=run),
+            "eval_history": selectors.run_eval_history(run=run),
             "stream_url": reverse("runs:run-event-stream", args=[run.run_id]),
             "adapter_url": reverse("admin:runs_adapter_change", args=[adapter.pk]) if adapter else "",
             "adapter_name": adapter.name if adapter else "",

@@ -70,6 +70,50 @@ class HyperparametersInputSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Keep the checkpoints once the run has succeeded (default: deleted after the export).",
     )
+    eval_steps = serializers.IntegerField(
+        min_value=0,
+        max_value=limits.MAX_EVAL_STEPS,
+        required=False,
+        help_text="Evaluate the held-out split every N optimizer steps; 0 (default): at every epoch's end.",
+    )
+    eval_generate_rows = serializers.IntegerField(
+        min_value=0,
+        max_value=limits.MAX_EVAL_GENERATE_ROWS,
+        required=False,
+        help_text="At each eval, also answer this many held-out rows and report exact match and chrF; "
+        "0 (default): loss and token accuracy only.",
+    )
+    eval_max_new_tokens = serializers.IntegerField(
+        min_value=1, max_value=limits.MAX_EVAL_NEW_TOKENS, required=False, help_text="Default 128."
+    )
+    best_metric = serializers.ChoiceField(
+        choices=limits.BEST_METRICS,
+        required=False,
+        help_text="The eval metric that picks the exported checkpoint and drives early stopping "
+        "(default eval_loss; eval_exact_match and eval_chrf need eval_generate_rows).",
+    )
+    export_best = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="Export the best checkpoint (default) rather than the last step's weights.",
+    )
+    early_stopping_patience = serializers.IntegerField(
+        min_value=0,
+        max_value=limits.MAX_PATIENCE,
+        required=False,
+        help_text="Stop after N evals without improvement; 0 (default): never.",
+    )
+    early_stopping_threshold = serializers.FloatField(
+        min_value=0,
+        max_value=limits.MAX_THRESHOLD,
+        required=False,
+        help_text="The least change that counts as an improvement; default 0.",
+    )
+    report_to = serializers.ChoiceField(
+        choices=limits.REPORT_TO,
+        required=False,
+        help_text="none (default), mlflow (the trainer's MLflow tracking URI) or tensorboard.",
+    )
     num_nodes = serializers.IntegerField(
         min_value=1, max_value=limits.MAX_NODES, required=False, help_text="Machines; default 1."
     )

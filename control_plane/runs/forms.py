@@ -77,6 +77,35 @@ class FineTuneForm(forms.Form):
     keep_checkpoints = forms.BooleanField(
         required=False, label="Keep checkpoints", help_text="Default: deleted once the run has succeeded."
     )
+    eval_steps = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=limits.MAX_EVAL_STEPS,
+        help_text="Evaluate every N steps; blank or 0: at every epoch's end.",
+    )
+    eval_generate_rows = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=limits.MAX_EVAL_GENERATE_ROWS,
+        label="Generation eval rows",
+        help_text="Held-out rows answered at each eval, for exact match and chrF; blank: none.",
+    )
+    best_metric = forms.ChoiceField(
+        required=False,
+        choices=[("", "eval_loss (default)"), *((m, m) for m in limits.BEST_METRICS[1:])],
+        help_text="Picks the exported (best) checkpoint and drives early stopping.",
+    )
+    early_stopping_patience = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=limits.MAX_PATIENCE,
+        help_text="Stop after N evals without improvement; blank: never.",
+    )
+    report_to = forms.ChoiceField(
+        required=False,
+        choices=[("", "none (default)"), ("mlflow", "mlflow"), ("tensorboard", "tensorboard")],
+        help_text="Experiment tracking through transformers' integrations.",
+    )
     merge_full_model = forms.BooleanField(required=False, label="Also export a merged full model")
 
     MAIN_HYPERPARAMETERS = ("epochs", "learning_rate", "max_length", "batch_size")
@@ -91,10 +120,22 @@ class FineTuneForm(forms.Form):
         "processes_per_node",
         "keep_checkpoints",
     )
+    EVAL_HYPERPARAMETERS = (
+        "eval_steps",
+        "eval_generate_rows",
+        "best_metric",
+        "early_stopping_patience",
+        "report_to",
+    )
     FIELDSETS = (
         ("", "", ("datasets", "base_model", "adapter_name")),
         ("Training", "Blank: the trainer's default for the device.", MAIN_HYPERPARAMETERS),
         ("Advanced", "Blank: the trainer's default.", (*HYPERPARAMETERS[4:], "merge_full_model")),
+        (
+            "Evals and tracking",
+            "The best checkpoint is exported. Blank: the trainer's default.",
+            EVAL_HYPERPARAMETERS,
+        ),
     )
 
     def __init__(self, *args, base_models: list[tuple[str, str]] | None = None, **kwargs):
@@ -117,7 +158,7 @@ class FineTuneForm(forms.Form):
         data = self.cleaned_data
         hyperparameters = {  # blank, or an unticked box (`is False`: 0 is a value), is the default
             name: data[name]
-            for name in self.HYPERPARAMETERS
+            for name in (*self.HYPERPARAMETERS, *self.EVAL_HYPERPARAMETERS)
             if data.get(name) not in (None, "") and data.get(name) is not False
         }
         return {

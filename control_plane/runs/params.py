@@ -33,6 +33,14 @@ MAX_SEED = 2**32 - 1
 DEVICES = ("auto", "cuda", "mps", "cpu")
 MAX_NODES = 64
 MAX_PROCESSES_PER_NODE = 64
+MAX_EVAL_STEPS = 1_000_000
+MAX_EVAL_GENERATE_ROWS = 1000
+MAX_EVAL_NEW_TOKENS = 4096
+MAX_PATIENCE = 1000
+MAX_THRESHOLD = 1e6
+# The trainer's TrainingOptions.best_metric and report_to choices.
+BEST_METRICS = ("eval_loss", "eval_mean_token_accuracy", "eval_exact_match", "eval_chrf", "eval_judge_score")
+REPORT_TO = ("none", "mlflow", "tensorboard")
 
 # Same shape the trainer accepts: 'org/name' or 'name'.
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")
@@ -52,9 +60,16 @@ _NUMBERS: dict[str, tuple[type, float, float, bool, bool]] = {
     "seed": (int, 0, MAX_SEED, False, False),
     "num_nodes": (int, 1, MAX_NODES, False, False),
     "processes_per_node": (int, 1, MAX_PROCESSES_PER_NODE, False, False),
+    "eval_steps": (int, 0, MAX_EVAL_STEPS, False, False),
+    "eval_generate_rows": (int, 0, MAX_EVAL_GENERATE_ROWS, False, False),
+    "eval_max_new_tokens": (int, 1, MAX_EVAL_NEW_TOKENS, False, False),
+    "early_stopping_patience": (int, 0, MAX_PATIENCE, False, False),
+    "early_stopping_threshold": (float, 0.0, MAX_THRESHOLD, False, False),
 }
-_BOOLS = ("packing", "quantize_4bit", "keep_checkpoints")
-HYPERPARAMETERS = (*_NUMBERS, "target_modules", *_BOOLS, "device")
+_BOOLS = ("packing", "quantize_4bit", "keep_checkpoints", "export_best")
+# name: its choices (a string field; "" is unset).
+_CHOICES: dict[str, tuple[str, ...]] = {"device": DEVICES, "best_metric": BEST_METRICS, "report_to": REPORT_TO}
+HYPERPARAMETERS = (*_NUMBERS, "target_modules", *_BOOLS, *_CHOICES)
 
 
 def _field(name: str) -> str:
@@ -72,7 +87,7 @@ def check_hyperparameters(values: dict[str, Any]) -> dict[str, Any]:
         )
     checked: dict[str, Any] = {}
     for name, value in values.items():
-        if value is None or (name == "target_modules" and value == []) or (name == "device" and value == ""):
+        if value is None or (name == "target_modules" and value == []) or (name in _CHOICES and value == ""):
             continue
         if name in _NUMBERS:
             checked[name] = _number(name, value, *_NUMBERS[name])
@@ -80,10 +95,10 @@ def check_hyperparameters(values: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise InvalidArgument(f"{name} must be true or false.", field=_field(name))
             checked[name] = value
-        elif name == "device":
-            if value not in DEVICES:
+        elif name in _CHOICES:
+            if value not in _CHOICES[name]:
                 raise InvalidArgument(
-                    f"device must be one of {', '.join(DEVICES)}, not {value!r}.", field=_field(name)
+                    f"{name} must be one of {', '.join(_CHOICES[name])}, not {value!r}.", field=_field(name)
                 )
             checked[name] = value
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.db.models import QuerySet
 
@@ -103,6 +104,26 @@ def run_loss_history(*, run: Run, max_points: int = 2000) -> dict[str, list[list
         stride = -(-len(train) // max_points)  # ceiling division
         history["train"] = train[::stride] + ([train[-1]] if (len(train) - 1) % stride else [])
     return history
+
+
+# The eval metrics drawn beside the loss curve, all on a 0..1 scale (chrF is 0..100 in the events).
+EVAL_SERIES = {"eval_mean_token_accuracy": 1.0, "eval_exact_match": 1.0, "eval_chrf": 100.0}
+
+
+def run_eval_history(*, run: Run) -> dict[str, Any]:
+    """The eval metrics chart's data from the stored eval events: {"series": {name: [[step, value
+    in 0..1]...]} for token accuracy, exact match and chrF (those the run reported), "best":
+    {"step", "metric", "value"} of the latest eval that was the best so far, or None}."""
+    series: dict[str, list[list[float]]] = {name: [] for name in EVAL_SERIES}
+    best = None
+    for payload in run.events.filter(type="eval").order_by("seq").values_list("payload", flat=True):
+        for name, scale in EVAL_SERIES.items():
+            if isinstance(payload.get(name), (int, float)):
+                series[name].append([payload["step"], payload[name] / scale])
+        if payload.get("is_best"):
+            metric = payload.get("metric") or "eval_loss"
+            best = {"step": payload["step"], "metric": metric, "value": payload.get(metric)}
+    return {"series": {name: points for name, points in series.items() if points}, "best": best}
 
 
 def adapter_list(

@@ -36,6 +36,8 @@ from synthtune.trainer.v1 import trainer_pb2 as pb
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+# An eval event's metrics copied onto the run (the latest of each).
+EVAL_METRICS = ("eval_loss", "eval_mean_token_accuracy", "eval_exact_match", "eval_chrf", "eval_judge_score")
 
 
 def _training_datasets(names: list[str]) -> list[Dataset]:
@@ -269,7 +271,8 @@ def run_event_record(*, run_id: str, event: EventRecord) -> bool:
             }
         elif event.type == "eval":
             run.epoch = max(run.epoch, payload["epoch"])
-            run.metrics = {**run.metrics, "eval_loss": payload["eval_loss"]}
+            latest = {k: payload[k] for k in EVAL_METRICS if payload.get(k) is not None}
+            run.metrics = {**run.metrics, **latest}
         elif event.type == "exported":
             _record_adapter(run, payload, read)
         elif event.type == "resumed":

@@ -42,6 +42,14 @@ _ALIASES = {
     "device.device": "device",
     "device.quantize_4bit": "quantize_4bit",
 }
+# EvalMetrics' optional fields: the token accuracy, and the generation metrics of eval_generate_rows.
+OPTIONAL_EVAL_METRICS = (
+    "eval_mean_token_accuracy",
+    "eval_exact_match",
+    "eval_chrf",
+    "eval_judge_score",
+    "generation_s",
+)
 _INDEX = re.compile(r"\[\d+\]$|\.\d+$")
 
 
@@ -114,7 +122,7 @@ def start_request(
     `dataset_refs` the exact versions behind them ({"path", "name", "version", "sha256"}), which
     the trainer holds the files to and names in the adapter's manifest."""
     hyper = pb.Hyperparameters()
-    for name, value in params.hyperparameters.items():
+    for name, value in params.hyperparameters.items():  # strings (best_metric, report_to) included
         if name == "target_modules":
             hyper.target_modules.extend(value)
         else:
@@ -193,7 +201,18 @@ def event_record(event: pb.RunEvent) -> EventRecord:
             "eta_s": step.eta_s,
         }
     elif kind == "eval":
-        payload = {"step": event.eval.step, "epoch": event.eval.epoch, "eval_loss": event.eval.eval_loss}
+        ev = event.eval
+        payload = {
+            "step": ev.step,
+            "max_steps": ev.max_steps,
+            "epoch": ev.epoch,
+            "eval_loss": ev.eval_loss,
+            "runtime_s": ev.runtime_s,
+            "metric": ev.metric,
+            "is_best": ev.is_best,
+            # Unset optional metrics (no generation evals, no judge) are absent, not 0.
+            **{name: getattr(ev, name) for name in OPTIONAL_EVAL_METRICS if ev.HasField(name)},
+        }
     elif kind == "log":
         payload = {"level": event.log.level, "message": event.log.message}
     elif kind == "exported":

@@ -307,6 +307,10 @@ def test_fine_tune_end_to_end(api, trainer, data_root, base_model, user):
     evals = [e["payload"] for e in events["events"] if e["type"] == "eval"]
     assert run.eval_rows > 0 and run.train_rows + run.eval_rows == 24  # 10% held out by default
     assert len(evals) == 1 and evals[0]["eval_loss"] > 0 and run.metrics["eval_loss"] == evals[0]["eval_loss"]
+    # The eval event whole: token accuracy, the metric that picks the best checkpoint, and that it is.
+    assert evals[0]["metric"] == "eval_loss" and evals[0]["is_best"] is True
+    assert 0 <= evals[0]["eval_mean_token_accuracy"] <= 1 and evals[0]["max_steps"] == run.max_steps
+    assert "eval_exact_match" not in evals[0]  # no generation evals asked for: absent, not 0
 
     # The adapter: recorded from the manifest on disk, and served by the API.
     adapter = Adapter.objects.get(run=run)
@@ -320,6 +324,9 @@ def test_fine_tune_end_to_end(api, trainer, data_root, base_model, user):
     )
     manifest = json.loads((folder / "manifest.json").read_text())
     assert adapter.manifest == manifest and manifest["run_id"] == run_id
+    # The manifest records the evals, and that the exported weights are the best (only) eval's step.
+    assert [e["eval_loss"] for e in manifest["evals"]] == [evals[0]["eval_loss"]]
+    assert manifest["best_checkpoint"]["exported_step"] == evals[0]["step"] == run.max_steps
     assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == base_model
     assert {k: manifest["datasets"][0][k] for k in ("name", "version", "sha256")} == {
         "name": "colours",

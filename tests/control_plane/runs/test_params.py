@@ -30,6 +30,13 @@ from control_plane.runs.params import RunParams, check_hyperparameters
         ({"target_modules": ["../up"]}, "hyperparameters.target_modules"),
         ({"target_modules": ["q proj"]}, "hyperparameters.target_modules"),
         ({"learning_rte": 1e-3}, "hyperparameters.learning_rte"),
+        ({"eval_steps": -1}, "hyperparameters.eval_steps"),
+        ({"eval_generate_rows": 1001}, "hyperparameters.eval_generate_rows"),
+        ({"best_metric": "bleu"}, "hyperparameters.best_metric"),
+        ({"early_stopping_patience": 2.5}, "hyperparameters.early_stopping_patience"),
+        ({"early_stopping_threshold": -0.1}, "hyperparameters.early_stopping_threshold"),
+        ({"export_best": "no"}, "hyperparameters.export_best"),
+        ({"report_to": "wandb"}, "hyperparameters.report_to"),
     ],
 )
 def test_bad_hyperparameters_name_the_field(hyperparameters, field):
@@ -73,3 +80,15 @@ def test_unset_values_are_dropped_and_the_rest_kept_typed():
     assert isinstance(checked["lora_r"], int) and isinstance(checked["epochs"], float)
     params = RunParams(datasets=["a", "b"], base_model="microsoft/Phi-3-mini-4k-instruct", adapter_name="faq")
     assert params.as_json()["datasets"] == ["a", "b"] and params.hyperparameters == {}
+
+
+def test_eval_and_tracking_settings_reach_the_trainers_request():
+    from control_plane.runs.trainer import start_request
+
+    hyperparameters = {"eval_steps": 5, "eval_generate_rows": 16, "best_metric": "eval_chrf", "export_best": False,
+                       "early_stopping_patience": 3, "early_stopping_threshold": 0.5, "report_to": "mlflow"}
+    request = start_request(RunParams(datasets=["a"], hyperparameters=hyperparameters), dataset_paths=["d.jsonl"])
+    hp = request.hyperparameters
+    assert (hp.eval_steps, hp.eval_generate_rows, hp.best_metric, hp.export_best) == (5, 16, "eval_chrf", False)
+    assert (hp.early_stopping_patience, hp.early_stopping_threshold, hp.report_to) == (3, 0.5, "mlflow")
+    assert not hp.HasField("eval_max_new_tokens")  # unset stays unset: the trainer's default

@@ -57,6 +57,28 @@ def test_events_update_the_run_and_replays_are_ignored():
     assert list(RunEvent.objects.filter(run=run).values_list("seq", flat=True)) == [1, 2, 3, 4, 5]
 
 
+def test_an_eval_event_from_the_stream_keeps_its_metrics_and_the_run_the_latest():
+    from control_plane.runs.selectors import run_eval_history
+    from control_plane.runs.trainer import event_record
+
+    run = RunFactory(state="running", max_steps=4)
+    message = pb.RunEvent(seq=1, run_id=run.run_id, eval=pb.EvalMetrics(
+        step=2, max_steps=4, epoch=0.5, eval_loss=1.5, eval_mean_token_accuracy=0.5, eval_exact_match=0.25,
+        eval_chrf=40.0, metric="eval_chrf", is_best=True, runtime_s=0.2, generation_s=0.1))
+    recorded = event_record(message)
+    assert recorded.payload["eval_exact_match"] == 0.25 and "eval_judge_score" not in recorded.payload
+    assert services.run_event_record(run_id=run.run_id, event=recorded)
+    later = event(2, "eval", step=4, max_steps=4, epoch=1.0, eval_loss=1.2, eval_mean_token_accuracy=0.6,
+                  eval_exact_match=0.0, eval_chrf=30.0, metric="eval_chrf", is_best=False)
+    assert services.run_event_record(run_id=run.run_id, event=later)
+    run.refresh_from_db()
+    assert run.metrics["eval_loss"] == 1.2 and run.metrics["eval_exact_match"] == 0.0  # the latest, 0 kept
+    # The run page's eval chart: 0..1 series (chrF / 100), and the best eval is the one marked best.
+    history = run_eval_history(run=run)
+    assert history["series"]["eval_chrf"] == [[2, 0.4], [4, 0.3]] and "eval_judge_score" not in history["series"]
+    assert history["best"] == {"step": 2, "metric": "eval_chrf", "value": 40.0}
+
+
 def test_a_resumed_event_from_the_stream_records_where_the_run_went_on_from():
     from control_plane.runs.trainer import event_record
 
