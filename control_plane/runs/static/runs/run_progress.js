@@ -2,7 +2,7 @@
 // progress bar, and the train/eval loss curve drawn as an inline SVG. Plain JS, no build step,
 // nothing fetched from elsewhere. The panel is an element with data-run-stream, data-stream-url,
 // data-state, data-max-steps, data-last-seq and data-adapter-url (the adapter page, ?name=);
-// the loss history so far is JSON in #loss-history.
+// the loss history so far is JSON in #loss-history, the eval metrics (and the best eval) in #eval-history.
 (function () {
   "use strict";
   var panel = document.querySelector("[data-run-stream]");
@@ -16,6 +16,12 @@
   var history = JSON.parse(byId("loss-history").textContent || "{}");
   var train = history.train || [];
   var evals = history.eval || [];
+  // The eval metrics beside it: {"series": {name: [[step, 0..1]...]}, "best": {step, metric, value}}.
+  var evalHistory = JSON.parse((byId("eval-history") || {}).textContent || "{}");
+  var series = evalHistory.series || {};
+  var best = evalHistory.best || null;
+  var SERIES = {eval_mean_token_accuracy: "eval-acc-path", eval_exact_match: "eval-em-path", eval_chrf: "eval-chrf-path"};
+  var SCALE = {eval_mean_token_accuracy: 1, eval_exact_match: 1, eval_chrf: 100};
 
   function setText(id, value) {
     var element = byId(id);
@@ -71,9 +77,47 @@
       line.setAttribute("y1", level); line.setAttribute("y2", level);
       grid.appendChild(line);
     });
+    if (best) {
+      var bestPoint = evals.filter(function (p) { return p[0] === best.step; })[0];
+      if (bestPoint) {
+        var ring = document.createElementNS(SVG_NS, "circle");
+        ring.setAttribute("cx", x(bestPoint[0]).toFixed(1));
+        ring.setAttribute("cy", y(bestPoint[1]).toFixed(1));
+        ring.setAttribute("r", "7");
+        ring.setAttribute("class", "loss-best");
+        dots.appendChild(ring);
+      }
+    }
     setText("loss-y-max", yMax.toFixed(3));
     setText("loss-y-min", yMin.toFixed(3));
     setText("loss-x-max", "step " + xMax);
+    drawEvals(xMax);
+  }
+
+  function drawEvals(xMax) {
+    if (!byId("eval-chart")) return;
+    var names = Object.keys(SERIES).filter(function (name) { return (series[name] || []).length; });
+    byId("eval-empty").hidden = names.length > 0;
+    var x = function (step) { return PAD_L + (W - PAD_L - PAD_R) * step / xMax; };
+    var y = function (value) { return PAD_T + (H - PAD_T - PAD_B) * (1 - Math.max(0, Math.min(1, value))); };
+    Object.keys(SERIES).forEach(function (name) {
+      byId(SERIES[name]).setAttribute("d", pathFor(series[name] || [], x, y));
+    });
+    var grid = byId("eval-grid");
+    while (grid.firstChild) grid.removeChild(grid.firstChild);
+    [PAD_T, H - PAD_B].forEach(function (level) {
+      var line = document.createElementNS(SVG_NS, "line");
+      line.setAttribute("x1", PAD_L); line.setAttribute("x2", W - PAD_R);
+      line.setAttribute("y1", level); line.setAttribute("y2", level);
+      grid.appendChild(line);
+    });
+    setText("eval-x-max", "step " + xMax);
+    if (best) {
+      setText("run-best-step", best.step);
+      setText("run-best-metric", best.metric);
+      setText("run-best-value", fixed(best.value, 4));
+      byId("run-best").hidden = false;
+    }
   }
 
   function setProgress(step, total) {
@@ -124,6 +168,15 @@
     } else if (event.type === "eval") {
       setText("run-eval-loss", fixed(payload.eval_loss, 4));
       evals.push([payload.step, payload.eval_loss]);
+      Object.keys(SERIES).forEach(function (name) {
+        if (typeof payload[name] === "number") {
+          (series[name] = series[name] || []).push([payload.step, payload[name] / SCALE[name]]);
+        }
+      });
+      if (payload.is_best) {
+        var metric = payload.metric || "eval_loss";
+        best = {step: payload.step, metric: metric, value: payload[metric]};
+      }
       draw();
     } else if (event.type === "exported") {
       var link = byId("adapter-link");
