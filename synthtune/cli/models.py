@@ -16,7 +16,9 @@ _HYPERPARAMETERS = {
     "grad_accum": "gradient_accumulation_steps", "max_length": "max_length", "lora_r": "lora_r",
     "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "eval_fraction": "eval_fraction",
     "device": "device", "seed": "seed", "nodes": "num_nodes", "processes_per_node": "processes_per_node",
-    "keep_checkpoints": "keep_checkpoints",
+    "keep_checkpoints": "keep_checkpoints", "eval_steps": "eval_steps", "eval_rows": "eval_generate_rows",
+    "eval_max_new_tokens": "eval_max_new_tokens", "best_metric": "best_metric", "export_best": "export_best",
+    "patience": "early_stopping_patience", "threshold": "early_stopping_threshold", "report_to": "report_to",
 }
 
 
@@ -46,6 +48,19 @@ def runs() -> None:
 @click.option("--target-module", "target_modules", multiple=True, help="LoRA target (repeatable) [default: per architecture].")
 @click.option("--keep-checkpoints", is_flag=True, default=None,
               help="Keep the checkpoints once the run has succeeded [default: deleted after the export].")
+@click.option("--eval-steps", type=int, help="Evaluate every N steps [default: 0, every epoch].")
+@click.option("--eval-rows", type=int,
+              help="Held-out rows answered at each eval for exact match and chrF [default: 0, none].")
+@click.option("--eval-max-new-tokens", type=int, help="Longest generated eval answer [default: 128].")
+@click.option("--best-metric", type=click.Choice(["eval_loss", "eval_mean_token_accuracy", "eval_exact_match",
+                                                  "eval_chrf", "eval_judge_score"]),
+              help="Picks the exported checkpoint and drives early stopping [default: eval_loss].")
+@click.option("--export-best/--export-last", default=None,
+              help="Export the best checkpoint or the last step [default: best].")
+@click.option("--patience", type=int, help="Early stopping: evals without improvement [default: 0, never].")
+@click.option("--threshold", type=float, help="Early stopping: the least improvement that counts [default: 0].")
+@click.option("--report-to", type=click.Choice(["none", "mlflow", "tensorboard"]),
+              help="Experiment tracking [default: none].")
 @click.option("--merge", "merge_full_model", is_flag=True, help="Also export a merged full model.")
 @click.option("--watch/--no-watch", default=True, show_default=True, help="Follow the run with a progress bar.")
 @pass_context

@@ -34,6 +34,18 @@ def watch_generation(console: Console, events: Iterator[SseEvent], *, total: int
     return state
 
 
+_EVAL_SHOWN = (("eval_mean_token_accuracy", "token accuracy", ".3f"), ("eval_exact_match", "exact match", ".2f"),
+               ("eval_chrf", "chrF", ".1f"), ("eval_judge_score", "judge", ".2f"))
+
+
+def eval_summary(payload: dict) -> str:
+    """One eval event as a line: the loss, the other metrics it has, and whether it is the best so far."""
+    parts = [f"eval loss {payload['eval_loss']:.4f}"]
+    parts += [f"{label} {payload[key]:{spec}}" for key, label, spec in _EVAL_SHOWN
+              if isinstance(payload.get(key), (int, float))]
+    return ", ".join(parts) + (" (best so far)" if payload.get("is_best") else "")
+
+
 def watch_run(console: Console, events: Iterator[SseEvent]) -> str:
     """Show a run's steps, loss and logs; return its final state."""
     state = "queued"
@@ -46,7 +58,7 @@ def watch_run(console: Console, events: Iterator[SseEvent]) -> str:
                 bar.update(task, total=payload["max_steps"], completed=payload["step"],
                            description=f"loss {payload['loss']:.4f}{eta}")
             elif event.event == "eval":
-                console.print(f"  epoch {payload['epoch']:.2f}: eval loss {payload['eval_loss']:.4f}")
+                console.print(f"  step {payload['step']}, epoch {payload['epoch']:.2f}: {eval_summary(payload)}")
             elif event.event == "exported":
                 console.print(f"  exported adapter {payload['adapter_name']} ({payload['adapter_path']})")
             elif event.event == "resumed":
