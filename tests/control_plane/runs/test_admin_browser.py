@@ -58,7 +58,8 @@ def test_the_run_page_shows_progress_and_the_loss_curve_while_training(browser, 
     base_model.send_keys("tiny-phi3")
     # Long enough to watch: one short bin per step, many epochs (it is cancelled below).
     for field, value in (("epochs", "100"), ("learning_rate", "0.002"), ("max_length", "64"),
-                         ("batch_size", "1"), ("gradient_accumulation_steps", "1")):  # fmt: skip
+                         ("batch_size", "1"), ("gradient_accumulation_steps", "1"),
+                         ("eval_steps", "3"), ("eval_generate_rows", "2")):  # fmt: skip
         form.find_element(By.ID, f"id_{field}").send_keys(value)
     form.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
 
@@ -90,6 +91,14 @@ def test_the_run_page_shows_progress_and_the_loss_curve_while_training(browser, 
         message="the loss curve stopped growing" + log(),
     )
     assert browser.find_element(By.ID, "loss-y-max").text
+    # Beside it, the eval metrics: token accuracy, exact match and chrF at every eval, and the best one.
+    WebDriverWait(browser, 60, ignored_exceptions=settle).until(
+        lambda d: _points(d.find_element(By.ID, "eval-chrf-path").get_attribute("d")) >= 2,
+        message="no eval metrics were drawn" + log(),
+    )
+    assert _points(browser.find_element(By.ID, "eval-acc-path").get_attribute("d")) >= 2
+    assert _points(browser.find_element(By.ID, "eval-em-path").get_attribute("d")) >= 2
+    assert browser.find_element(By.ID, "run-best").is_displayed() and browser.find_element(By.ID, "run-best-step").text
 
     # Cancel from the page: the run stops within a step and the page says so.
     browser.find_element(By.CSS_SELECTOR, "button[form=cancel-run-form]").click()
