@@ -19,7 +19,8 @@ At the end it stops everything; the data and the demo login stay in the data roo
 Settings (environment): BASE_MODEL (a folder under var/models, or a hub id),
 TEACHER_URL / TEACHER_MODEL / TEACHER_TOKEN (a real teacher instead of the local vLLM),
 VLLM_URL (a real serving target), DEMO_QUESTIONS (how many of the built-in questions,
-default all 128), DEMO_EPOCHS (default 4).
+default all 128), DEMO_EPOCHS (default 4), JUDGE_URL / JUDGE_MODEL / JUDGE_TOKEN (an
+OpenAI-compatible judge for the comparison: the demo then prints its win rate).
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def load_and_compare(client: Client, *, adapter: dict, dataset: str) -> dict:
     with _progress("compare") as bar:
         task = bar.add_task("base and fine-tuned", total=min(total, COMPARE_LIMIT))
         for event in client.stream_compare_batch(adapter=adapter["name"], dataset=rows_from, limit=COMPARE_LIMIT,
-                                                 sampling={"max_tokens": MAX_TOKENS}):
+                                                 sampling={"max_tokens": MAX_TOKENS}, **_judge()):
             if event.event == "row":
                 rows.append(event.data)
                 bar.update(task, completed=len(rows))
@@ -200,7 +201,30 @@ def load_and_compare(client: Client, *, adapter: dict, dataset: str) -> dict:
         f"  chrF against the teacher's styled answers: base {figures['base_chrf']:.1f} → "
         f"fine-tuned {figures['adapter_chrf']:.1f}"
     )
+    if line := judge_line(summary):
+        console.print(line)
     return figures
+
+
+def _judge() -> dict:
+    """The comparison's judge from JUDGE_URL / JUDGE_MODEL / JUDGE_TOKEN, or nothing when JUDGE_URL is unset."""
+    if not (url := os.environ.get("JUDGE_URL")):
+        return {}
+    return {"judge": {"base_url": url, "model": os.environ.get("JUDGE_MODEL", ""),
+                      "token": os.environ.get("JUDGE_TOKEN", "")}}
+
+
+def judge_line(summary: dict) -> str:
+    """The judge's verdict as the demo prints it ("" without a judge)."""
+    judge = summary.get("judge")
+    if not judge:
+        return ""
+    if judge.get("error"):
+        return f"  judge {judge['model']}: no verdict ({judge['error']})"
+    judged = judge["wins"] + judge["ties"] + judge["losses"]
+    return (f"  judge {judge['model']} (both orders): fine-tuned win rate [bold]{judge['win_rate']:.0%}[/] "
+            f"[95% CI {judge['win_rate_low']:.0%}-{judge['win_rate_high']:.0%}] over {judged} judged rows; "
+            f"ties {judge['ties']}, losses {judge['losses']}, no verdict {judge['no_verdict']}")
 
 
 def style_figures(rows: list[dict], summary: dict) -> dict:

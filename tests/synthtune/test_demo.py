@@ -82,3 +82,18 @@ def _unload_demo_adapters(vllm_server, data_root) -> None:
     for card in httpx.get(f"{vllm_server.url}/v1/models", timeout=10).json()["data"]:
         if card.get("parent") and str(data_root) in card.get("root", ""):
             httpx.post(f"{vllm_server.url}/v1/unload_lora_adapter", json={"lora_name": card["id"]}, timeout=10)
+
+
+def test_the_demo_prints_the_judges_win_rate_when_a_judge_is_configured(monkeypatch):
+    from synthtune import demo
+
+    monkeypatch.delenv("JUDGE_URL", raising=False)
+    assert demo._judge() == {} and demo.judge_line({"base": {}, "adapter": {}}) == ""
+    monkeypatch.setenv("JUDGE_URL", "http://127.0.0.1:8000/v1")
+    monkeypatch.setenv("JUDGE_MODEL", "judge")
+    assert demo._judge() == {"judge": {"base_url": "http://127.0.0.1:8000/v1", "model": "judge", "token": ""}}
+    summary = {"judge": {"model": "judge", "wins": 9, "ties": 2, "losses": 1, "no_verdict": 1, "win_rate": 0.75,
+                         "win_rate_low": 0.468, "win_rate_high": 0.911, "error": ""}}
+    line = demo.judge_line(summary)
+    assert "win rate [bold]75%[/] [95% CI 47%-91%] over 12 judged rows" in line and "no verdict 1" in line
+    assert "no verdict (judge down)" in demo.judge_line({"judge": {"model": "judge", "error": "judge down"}})
