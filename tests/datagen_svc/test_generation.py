@@ -198,6 +198,7 @@ def test_a_failing_endpoint_fails_the_job_keeping_rows_then_resume_completes(dat
     assert sorted(r["output"] for r in kept) == ["first", "second"]
     assert not datagen.dataset(job).exists()
 
+    fake.wait_quiet()  # the cancelled workers' last requests may still be on their way in
     fake.default = Reply()
     calls_before = len(fake.chat_requests())
     job = datagen.resume(job.job_id)
@@ -234,6 +235,7 @@ def test_cancel_keeps_the_rows_and_resume_finishes_without_regenerating(datagen,
     assert datagen.cancel(job.job_id).state == pb.JOB_STATE_CANCELLED  # idempotent
 
     fake.latency_s = 0.0
+    fake.wait_quiet()  # a cancelled request may still be on its way in
     calls_before = len(fake.chat_requests())
     job = datagen.wait(datagen.resume(job.job_id).job_id)
     rows = assert_published(datagen, job, 30)

@@ -54,6 +54,7 @@ def test_a_crash_mid_job_reports_interrupted_and_resume_completes(data_root, tmp
         assert events[-1].state_changed.error == "interrupted"
 
         fake.latency_s = 0.0
+        fake.wait_quiet()  # the killed service's last requests may still be on their way in
         calls_before = len(fake.chat_requests())
         job = client.wait(client.resume(job.job_id).job_id)
         rows = assert_published(client, job, 40)

@@ -104,9 +104,11 @@ def test_rpm_limit_paces_requests(fake):
     # 600 rpm = one every 0.1 s after a burst of `concurrency` (2): 6 calls need >= 0.4 s.
     started = time.monotonic()
     chat(fake, calls=6, concurrency=2, requests_per_minute=600)
-    assert time.monotonic() - started >= 0.35
+    assert time.monotonic() - started >= 0.35  # load only lengthens this: the strict bound
+    # At the server the first arrival can be recorded late under load, shortening the spread;
+    # unpaced, six calls two at a time arrive within a few milliseconds.
     arrivals = [r.at for r in fake.chat_requests()]
-    assert arrivals[-1] - arrivals[0] >= 0.35
+    assert arrivals[-1] - arrivals[0] >= 0.2
 
 
 def test_connection_errors_are_retried_then_reported(tmp_path):

@@ -143,6 +143,22 @@ class FakeOpenAI:
         with self._lock:
             return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
+    def wait_quiet(self, quiet_s: float = 1.0, timeout_s: float = 15.0) -> None:
+        """Return once no request has arrived for `quiet_s`.
+
+        A client cancelled mid-request (a failed job's other workers) may already have sent
+        bytes this server has not read yet; under load they are recorded late. Counting calls
+        across a failure waits for those stragglers first.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                last = self.requests[-1].at if self.requests else 0.0
+            if time.monotonic() - last >= quiet_s:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the fake endpoint was still receiving requests after {timeout_s:g}s")
+
     def start(self) -> FakeOpenAI:
         self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         if self.tls:
