@@ -8,7 +8,9 @@ trains on exactly what it reports):
   lines;
 - rows become trl examples through synthtune.prompt_format.training_example, in
   the format the tokenizer dictates ("chat" with a chat template, else "instruction");
-- a seeded, deterministic held-out split (`split_rows`);
+- a seeded, deterministic held-out split (`split_rows`), or, when the run names
+  eval datasets, exactly their rows as the eval split (checked, converted and measured as
+  the training rows are; errors name `eval_datasets`) and nothing held out;
 - a `DataReport`: rows, formats, token lengths against max_length, and how many rows
   would be truncated (their end, and so the end token, cut off) or dropped (the
   prompt alone fills max_length, so no answer token is left to learn).
@@ -65,7 +67,9 @@ class LengthStats:
 
 @dataclass(frozen=True)
 class DataReport:
-    """What a run would train on. `truncated_rows` includes `dropped_rows`."""
+    """What a run would train on. `rows` counts every row read (eval datasets' too), and
+    `truncated_rows` (which includes `dropped_rows`) is over them all. `eval_datasets`: the
+    files of a separate eval split; empty when the eval rows are held out of `datasets`."""
 
     prompt_format: PromptFormat
     datasets: tuple[DatasetFile, ...]
@@ -77,10 +81,12 @@ class DataReport:
     truncated_rows: int
     dropped_rows: int
     warnings: tuple[str, ...] = ()
+    eval_datasets: tuple[DatasetFile, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["datasets"] = [asdict(d) for d in self.datasets]
+        data["eval_datasets"] = [asdict(d) for d in self.eval_datasets]
         data["warnings"] = list(self.warnings)
         return data
 
@@ -98,26 +104,27 @@ class PreparedData:
     chat_template: str | None = None
 
 
-def dataset_path(data_root: Path, relative: str) -> Path:
-    """The file behind `relative`, checked: under datasets/, a .jsonl file that exists."""
-    path = resolve_under(data_root, relative, field="datasets")
+def dataset_path(data_root: Path, relative: str, *, field: str = "datasets") -> Path:
+    """The file behind `relative`, checked: under datasets/, a .jsonl file that exists.
+    Errors name `field` (the request's list the path came from)."""
+    path = resolve_under(data_root, relative, field=field)
     datasets_dir = (data_root.resolve() / DATASETS_DIR)
     if datasets_dir not in path.parents:
         raise InvalidArgument(
             f"dataset {relative!r} must be a file under {DATASETS_DIR}/, such as '{DATASETS_DIR}/faq{SUFFIX}'.",
-            field="datasets",
+            field=field,
         )
     if path.suffix != SUFFIX:
-        raise InvalidArgument(f"dataset {relative!r} must be a {SUFFIX} file.", field="datasets")
+        raise InvalidArgument(f"dataset {relative!r} must be a {SUFFIX} file.", field=field)
     if not path.is_file():
-        raise InvalidArgument(f"dataset {relative!r} does not exist.", field="datasets",
+        raise InvalidArgument(f"dataset {relative!r} does not exist.", field=field,
                               extra={"reason": "unknown_dataset"})
     return path
 
 
-def load_dataset_file(data_root: Path, relative: str) -> tuple[DatasetFile, list[dict]]:
+def load_dataset_file(data_root: Path, relative: str, *, field: str = "datasets") -> tuple[DatasetFile, list[dict]]:
     """Read one dataset: every line validated, rows parsed, sha256 of the bytes read."""
-    path = dataset_path(data_root, relative)
+    path = dataset_path(data_root, relative, field=field)
     data = path.read_bytes()
     rows: list[dict] = []
     formats: set[str] = set()
@@ -139,21 +146,22 @@ def load_dataset_file(data_root: Path, relative: str) -> tuple[DatasetFile, list
     if error_count:
         raise InvalidArgument(
             f"dataset {relative!r} has {error_count} bad line(s): {'; '.join(errors[:_REPORTED_LINE_ERRORS])}",
-            field="datasets",
+            field=field,
             extra={"dataset": relative, "errors": errors[:20]},
         )
     if not rows:
-        raise InvalidArgument(f"dataset {relative!r} is empty: it holds no rows.", field="datasets",
+        raise InvalidArgument(f"dataset {relative!r} is empty: it holds no rows.", field=field,
                               extra={"reason": "empty_dataset"})
     fmt = next(iter(formats)) if len(formats) == 1 else "mixed"
     info = DatasetFile(relative, hashlib.sha256(data).hexdigest(), len(rows), fmt, len(data))
     return info, rows
 
 
-def check_versions(files: tuple[DatasetFile, ...], refs: list[dict[str, Any]]) -> tuple[DatasetFile, ...]:
+def check_versions(files: tuple[DatasetFile, ...], refs: list[dict[str, Any]], *,
+                   field: str = "dataset_refs") -> tuple[DatasetFile, ...]:
     """The files named by the versions the caller meant (`refs`, in the same order: RunConfig
-    checked that). FailedPrecondition when a file's bytes are no longer that version's: a run
-    trains on exactly what it was asked to, or not at all."""
+    checked that). FailedPrecondition naming `field` when a file's bytes are no longer that
+    version's: a run trains (and evaluates) on exactly what it was asked to, or not at all."""
     if not refs:
         return files
     named = []
@@ -163,7 +171,7 @@ def check_versions(files: tuple[DatasetFile, ...], refs: list[dict[str, Any]]) -
                 f"dataset {ref['name']!r} version {ref['version']} ({info.path}) has changed: its sha256 is "
                 f"{info.sha256}, the version's is {ref['sha256']}. Dataset versions are immutable; restore "
                 "the file, or train on a version that matches it.",
-                field="dataset_refs",
+                field=field,
                 extra={"dataset": ref["name"], "version": ref["version"], "path": info.path},
             )
         named.append(replace(info, name=ref["name"], version=ref["version"]))
@@ -244,43 +252,53 @@ def prepare_data(
     max_length: int,
     eval_fraction: float,
     seed: int,
+    eval_datasets: list[str] | None = None,
 ) -> PreparedData:
-    """Load, convert, split and measure; raise InvalidArgument for anything a run cannot train on."""
+    """Load, convert, split and measure; raise InvalidArgument for anything a run cannot train on.
+
+    With `eval_datasets` the eval split is their rows (those trl would drop left out, as for
+    training) and every training row trains: eval_fraction is not used."""
     fmt = format_for_tokenizer(tokenizer)
     chat_template = training_chat_template(tokenizer) if fmt == "chat" else None
     if fmt == "instruction" and not tokenizer.eos_token:
         raise InvalidArgument("the base model's tokenizer has no eos token to end answers with.",
                               field="base_model_id")
-    files: list[DatasetFile] = []
-    examples: list[dict] = []
-    sources: list[dict] = []
-    for relative in datasets:
-        info, rows = load_dataset_file(data_root, relative)
-        files.append(info)
-        examples.extend(training_example(row, fmt) for row in rows)
-        sources.extend(rows)
+    files, examples, sources = _read(data_root, datasets, fmt, field="datasets")
+    eval_files, eval_examples, eval_sources = _read(data_root, eval_datasets or [], fmt, field="eval_datasets")
     lengths, dropped = [], []
-    for example in examples:
+    for example in examples + eval_examples:
         total, answer_starts_at = _token_lengths(tokenizer, example, fmt, chat_template)
         lengths.append(total)
         dropped.append(answer_starts_at >= max_length)
     truncated = sum(length > max_length for length in lengths)
     dropped_count = sum(dropped)
-    if dropped_count == len(examples):
+    n_train = len(examples)
+    if all(dropped[:n_train]):
         raise InvalidArgument(
             f"max_length={max_length} is too short for every row: each prompt alone fills it, so no answer "
-            f"token is left to learn (the shortest row has {min(lengths)} tokens).",
+            f"token is left to learn (the shortest row has {min(lengths[:n_train])} tokens).",
+            field="max_length",
+        )
+    if eval_examples and all(dropped[n_train:]):
+        raise InvalidArgument(
+            f"max_length={max_length} is too short for every row of eval_datasets: each prompt alone fills it, "
+            f"so no answer token is left to evaluate (the shortest has {min(lengths[n_train:])} tokens).",
             field="max_length",
         )
     # Rows trl would drop are left out here, so the report's counts are what trains.
     kept = [(example, row) for example, row, gone in zip(examples, sources, dropped) if not gone]
-    train_pairs, eval_pairs = split_rows(kept, eval_fraction, seed)
+    if eval_examples:
+        train_pairs = kept
+        eval_pairs = [(example, row) for example, row, gone in zip(eval_examples, eval_sources, dropped[n_train:])
+                      if not gone]
+    else:
+        train_pairs, eval_pairs = split_rows(kept, eval_fraction, seed)
     train = [example for example, _ in train_pairs]
     evaluation = [example for example, _ in eval_pairs]
     warnings = []
     if truncated:
         warnings.append(
-            f"{truncated} of {len(examples)} rows are longer than max_length={max_length} tokens and will be "
+            f"{truncated} of {len(lengths)} rows are longer than max_length={max_length} tokens and will be "
             "cut from the end, end token included (longest: "
             f"{max(lengths)} tokens); raise max_length or shorten them."
         )
@@ -293,7 +311,7 @@ def prepare_data(
     report = DataReport(
         prompt_format=fmt,
         datasets=tuple(files),
-        rows=len(examples),
+        rows=len(lengths),
         train_rows=len(train),
         eval_rows=len(evaluation),
         max_length=max_length,
@@ -301,8 +319,23 @@ def prepare_data(
         truncated_rows=truncated,
         dropped_rows=dropped_count,
         warnings=tuple(warnings),
+        eval_datasets=tuple(eval_files),
     )
     return PreparedData(report, train, evaluation, [row for _, row in eval_pairs], chat_template)
+
+
+def _read(data_root: Path, paths: list[str], fmt: PromptFormat, *,
+          field: str) -> tuple[list[DatasetFile], list[dict], list[dict]]:
+    """(files, trl examples, the rows behind them) of `paths`, in order; errors name `field`."""
+    files: list[DatasetFile] = []
+    examples: list[dict] = []
+    sources: list[dict] = []
+    for relative in paths:
+        info, rows = load_dataset_file(data_root, relative, field=field)
+        files.append(info)
+        examples.extend(training_example(row, fmt) for row in rows)
+        sources.extend(rows)
+    return files, examples, sources
 
 
 def _token_lengths(tokenizer: Any, example: dict, fmt: str, chat_template: str | None) -> tuple[int, int]:

@@ -7,9 +7,11 @@ Layout of one export (what vLLM and the serving proxy read):
         adapter_model.safetensors   the LoRA weights
         tokenizer.json, tokenizer_config.json, chat_template.jinja (chat models), ...
         README.md                   a short card naming the base model
-        eval.jsonl                  the held-out eval split, the dataset rows as read (only when
-                                    the run had one); the serving proxy's batch compare defaults to it
+        eval.jsonl                  the eval split, the dataset rows as read (only when the run had
+                                    one: held out of its datasets, or its eval datasets' rows); the
+                                    serving proxy's batch compare defaults to it
         manifest.json               run id, base model, prompt format, datasets + sha256,
+                                    eval_datasets (the eval split's files; [] when held out),
                                     hyperparameters, final metrics, sha256 of every file,
                                     eval_split: {"file", "rows", "sha256"} or null,
                                     evals (every eval during training), best_checkpoint
@@ -69,6 +71,7 @@ class Lineage:
     """What the manifest records about where an adapter came from.
 
     datasets: [{"path", "sha256", "rows", "format"}] as dataset_prep.DatasetFile reports them.
+    eval_datasets: the same for a separate eval split's files; [] when it was held out of datasets.
     hyperparameters: ResolvedConfig.hyperparameters(), plus what training added.
     metrics: final metrics (train_loss, eval_loss, steps, epochs, runtime...).
     evals: every eval of the run, as its "eval" events (step, epoch, eval_loss, ..., is_best).
@@ -84,6 +87,7 @@ class Lineage:
     metrics: dict[str, Any]
     evals: list[dict[str, Any]] = field(default_factory=list)
     best_checkpoint: dict[str, Any] | None = None
+    eval_datasets: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,8 @@ def export_adapter(
 
     merge_from: the base model's folder; when given, also writes merged/ (the base model
     loaded in `merge_dtype` on the CPU, the exported adapter merged in).
-    eval_rows: the run's held-out dataset rows; when non-empty they are written to eval.jsonl
+    eval_rows: the run's eval split as dataset rows (held out of its datasets, or its eval
+    datasets' rows, never trained on); when non-empty they are written to eval.jsonl
     (one JSON object a line, in order) and recorded as the manifest's "eval_split".
     Returns once the folder is published under its final name.
     """
@@ -198,6 +203,7 @@ def _write_export(model: Any, tokenizer: Any, folder: Path, *, name: str, lineag
         "base_model": {"id": lineage.base_model_id, "architecture": lineage.base_model_architecture},
         "prompt_format": lineage.prompt_format,
         "datasets": lineage.datasets,
+        "eval_datasets": lineage.eval_datasets,
         "eval_split": eval_split,
         "hyperparameters": lineage.hyperparameters,
         "metrics": lineage.metrics,

@@ -138,6 +138,7 @@ class TrainingOptions:
             model's context length from its config.json. `None`: 512.
         eval_fraction: share of rows held out for the per-epoch eval loss, in [0, 0.5).
             The split is deterministic (seeded). With fewer than 20 rows nothing is held out.
+            Not used when the run names eval_datasets (then resolved as 0).
         packing: True (default): rows are packed best-fit-decreasing into bins of
             max_length tokens and trained padding-free (trl packing="bfd"), with
             position ids resetting per row so rows never attend to each other. False: the
@@ -253,6 +254,11 @@ class RunConfig:
             its order: {"path", "name", "version", "sha256"}. Empty: any content of the files.
             A file whose sha256 differs is refused (FailedPrecondition) and the adapter's
             manifest names each version.
+        eval_datasets: a separate eval split (OpenAI's validation_file), checked as `datasets`
+            are; errors name "eval_datasets". Given, the evals run on exactly these rows and
+            eval_fraction is not used (resolved as 0: nothing is held out of `datasets`). No
+            file may be in both lists.
+        eval_dataset_refs: their exact versions, as dataset_refs are for `datasets`.
     """
 
     run_id: str
@@ -266,6 +272,8 @@ class RunConfig:
     device: DeviceOptions = field(default_factory=DeviceOptions)
     distributed: DistributedOptions = field(default_factory=DistributedOptions)
     dataset_refs: list[dict[str, Any]] = field(default_factory=list)
+    eval_datasets: list[str] = field(default_factory=list)
+    eval_dataset_refs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -422,11 +430,14 @@ def resolve(config: RunConfig, *, available_devices: tuple[str, ...] | None = No
     data_root = _data_root(config.data_root)
     _validate_dataset_list(config.datasets)
     _validate_dataset_refs(config.datasets, config.dataset_refs)
+    _validate_eval_datasets(config)
     model = locate_model(config.base_model_id, config.base_model_path)
     device = _device_plan(config.device, available_devices or detect_devices())
     defaults = DEVICE_DEFAULTS[device.kind]
     lora = _resolve_lora(config.lora, defaults, model)
     training = _resolve_training(config.training, defaults, model)
+    if config.eval_datasets:  # the eval split is those files: nothing is held out of the training data
+        training = dataclasses.replace(training, eval_fraction=0.0)
     stem = config.adapter_name or f"{config.base_model_id.rsplit('/', 1)[-1]}-lora"
     validate_name(stem, field="adapter_name")
     if len(stem) > 100:  # room for the "-v<N>" suffix within 128 characters
@@ -545,32 +556,43 @@ def _data_root(value: str) -> Path:
     return root
 
 
-def _validate_dataset_list(datasets: list[str]) -> None:
-    if not isinstance(datasets, list) or not datasets:
-        raise InvalidArgument("datasets must list at least one dataset file.", field="datasets")
+def _validate_dataset_list(datasets: list[str], *, field: str = "datasets", required: bool = True) -> None:
+    if not isinstance(datasets, list) or (required and not datasets):
+        raise InvalidArgument(f"{field} must list at least one dataset file.", field=field)
     if not all(isinstance(d, str) for d in datasets):
-        raise InvalidArgument("datasets must be a list of relative paths.", field="datasets")
+        raise InvalidArgument(f"{field} must be a list of relative paths.", field=field)
     if len(set(datasets)) != len(datasets):
-        raise InvalidArgument("datasets lists the same file twice.", field="datasets")
+        raise InvalidArgument(f"{field} lists the same file twice.", field=field)
+
+
+def _validate_eval_datasets(config: RunConfig) -> None:
+    _validate_dataset_list(config.eval_datasets, field="eval_datasets", required=False)
+    both = sorted(set(config.eval_datasets) & set(config.datasets))
+    if both:
+        raise InvalidArgument(f"eval_datasets names {both[0]!r}, which is also in datasets: a run must not "
+                              "be evaluated on rows it trains on.", field="eval_datasets")
+    _validate_dataset_refs(config.eval_datasets, config.eval_dataset_refs, field="eval_dataset_refs",
+                           paths_field="eval_datasets")
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _validate_dataset_refs(datasets: list[str], refs: list[dict[str, Any]]) -> None:
+def _validate_dataset_refs(datasets: list[str], refs: list[dict[str, Any]], *, field: str = "dataset_refs",
+                           paths_field: str = "datasets") -> None:
     if not refs:
         return
     if not isinstance(refs, list) or [r.get("path") if isinstance(r, dict) else None for r in refs] != datasets:
-        raise InvalidArgument("dataset_refs must name the same paths as datasets, in the same order.",
-                              field="dataset_refs")
+        raise InvalidArgument(f"{field} must name the same paths as {paths_field}, in the same order.",
+                              field=field)
     for ref in refs:
         if not isinstance(ref.get("name"), str) or not ref["name"]:
-            raise InvalidArgument(f"dataset_refs entry for {ref['path']!r} needs a name.", field="dataset_refs")
+            raise InvalidArgument(f"{field} entry for {ref['path']!r} needs a name.", field=field)
         if not isinstance(ref.get("version"), int) or ref["version"] < 1:
-            raise InvalidArgument(f"dataset_refs entry {ref['name']!r} needs a version from 1.", field="dataset_refs")
+            raise InvalidArgument(f"{field} entry {ref['name']!r} needs a version from 1.", field=field)
         if not isinstance(ref.get("sha256"), str) or not _SHA256.match(ref["sha256"]):
-            raise InvalidArgument(f"dataset_refs entry {ref['name']!r} needs a sha256 (64 lowercase hex digits).",
-                                  field="dataset_refs")
+            raise InvalidArgument(f"{field} entry {ref['name']!r} needs a sha256 (64 lowercase hex digits).",
+                                  field=field)
 
 
 def _device_plan(options: DeviceOptions, available: tuple[str, ...]) -> DevicePlan:

@@ -74,6 +74,9 @@ class RunRequest:
     merge_full_model: bool = False
     # The exact versions of `datasets` ({"path", "name", "version", "sha256"}); see RunConfig.
     dataset_refs: list[dict[str, Any]] = field(default_factory=list)
+    # A separate eval split and its versions (RunConfig.eval_datasets): nothing is held out then.
+    eval_datasets: list[str] = field(default_factory=list)
+    eval_dataset_refs: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RunManager:
@@ -495,14 +498,16 @@ class RunManager:
             "device": dict(request.device),
             "distributed": dict(request.distributed),
             "dataset_refs": [dict(ref) for ref in request.dataset_refs],
+            "eval_datasets": list(request.eval_datasets),
+            "eval_dataset_refs": [dict(ref) for ref in request.eval_dataset_refs],
         }
 
     def _record_plan(self, run: Run, plan: dict[str, Any]) -> None:
         data = plan["data"]
         run.plan = plan
         run.prompt_format = data["prompt_format"]
-        run.datasets = [{k: d[k] for k in ("path", "sha256", "rows", "format", "size_bytes", "name", "version")
-                         if k in d} for d in data["datasets"]]
+        run.datasets = [_dataset_report(d) for d in data["datasets"]]
+        run.eval_datasets = [_dataset_report(d) for d in data.get("eval_datasets", [])]
         run.train_rows, run.eval_rows, run.truncated_rows = data["train_rows"], data["eval_rows"], data["truncated_rows"]
         self.store.save(run)
         self.store.append(run, "log", {"level": "info", "message": (
@@ -510,6 +515,11 @@ class RunManager:
             f"{run.eval_rows} eval, {run.truncated_rows} longer than max_length {data['max_length']}")})
         for warning in data.get("warnings", []):
             self.store.append(run, "log", {"level": "warning", "message": warning})
+
+
+def _dataset_report(data: dict[str, Any]) -> dict[str, Any]:
+    """A DatasetFile of the plan, as the run (and the proto's DatasetReport) keeps it."""
+    return {k: data[k] for k in ("path", "sha256", "rows", "format", "size_bytes", "name", "version") if k in data}
 
 
 def _check_base_model(base_model: str) -> None:

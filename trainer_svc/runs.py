@@ -54,6 +54,7 @@ class Run:
     state: RunState = RunState.VALIDATING
     error: str = ""
     datasets: list[dict[str, Any]] = field(default_factory=list)  # path, sha256, rows, format, size_bytes
+    eval_datasets: list[dict[str, Any]] = field(default_factory=list)  # the same, of a separate eval split
     plan: dict[str, Any] = field(default_factory=dict)  # training.RunPlan.to_dict()
     prompt_format: str = ""
     train_rows: int = 0

@@ -111,13 +111,20 @@ def request_from_proto(request: pb.StartRunRequest) -> RunRequest:
     for proto_name, (section, name) in _STRINGS.items():
         if getattr(hp, proto_name):
             sections[section][name] = getattr(hp, proto_name)
-    refs = [{"path": r.path, "name": r.name, "version": r.version, "sha256": r.sha256} for r in request.dataset_refs]
+    refs = _refs(request.dataset_refs)
+    eval_refs = _refs(request.eval_dataset_refs)
     # Refs alone are enough; with both, RunConfig checks they name the same paths.
     datasets = list(request.datasets) or [ref["path"] for ref in refs]
+    eval_datasets = list(request.eval_datasets) or [ref["path"] for ref in eval_refs]
     return RunRequest(
         base_model=request.base_model, datasets=datasets, adapter_name=request.adapter_name,
-        merge_full_model=request.merge_full_model, dataset_refs=refs, **sections,
+        merge_full_model=request.merge_full_model, dataset_refs=refs, eval_datasets=eval_datasets,
+        eval_dataset_refs=eval_refs, **sections,
     )
+
+
+def _refs(refs) -> list[dict]:
+    return [{"path": r.path, "name": r.name, "version": r.version, "sha256": r.sha256} for r in refs]
 
 
 def _timestamp(value: datetime) -> Timestamp:
@@ -130,6 +137,7 @@ def run_to_proto(run: Run, *, queue_position: int = 0) -> pb.Run:
     return pb.Run(
         run_id=run.run_id, state=_STATES[run.state], base_model=run.base_model,
         datasets=[pb.DatasetReport(**d) for d in run.datasets], config_json=json.dumps(run.plan),
+        eval_datasets=[pb.DatasetReport(**d) for d in run.eval_datasets],
         error=run.error, step=run.step, max_steps=run.max_steps, epoch=run.epoch,
         adapter_path=run.adapter_path, prompt_format=run.prompt_format,
         created_at=_timestamp(run.created_at), updated_at=_timestamp(run.updated_at),

@@ -31,7 +31,9 @@ Events, passed to `on_event` as JSON-ready dicts, each with "type" and "time" (u
     {"type": "cancelled", "step", "max_steps", "epoch"}
     {"type": "exported", "name", "path" (relative to the data root), "weights_sha256", "manifest"}
     {"type": "finished", "status": "succeeded"|"cancelled", "metrics": {...}}
-Evals, the best checkpoint, early stopping (TrainingOptions eval_steps ... report_to): with
+Evals, the best checkpoint, early stopping (TrainingOptions eval_steps ... report_to): the
+eval split is held out of the datasets (eval_fraction), or, when the run names
+eval_datasets, exactly their rows (nothing held out); "held-out" below means either. With
 a held-out split every eval saves a checkpoint (transformers' save strategy then follows the
 eval strategy, and ProgressCallback adds the resume checkpoints), transformers tracks the best
 one on `best_metric` and keeps it through the checkpoint rotation, and with `export_best` (the
@@ -177,11 +179,13 @@ def _plan(config: RunConfig | dict[str, Any], **machines: Any) -> tuple[RunPlan,
         max_length=resolved.training.max_length,
         eval_fraction=resolved.training.eval_fraction,
         seed=resolved.training.seed,
+        eval_datasets=run.eval_datasets,
     )
     _check_eval_settings(resolved, eval_rows=len(prepared.eval))
     # Exactness: the files must still be the versions asked for (also when a queued run starts).
     named = check_versions(prepared.report.datasets, run.dataset_refs)
-    prepared.report = replace(prepared.report, datasets=named)
+    eval_named = check_versions(prepared.report.eval_datasets, run.eval_dataset_refs, field="eval_dataset_refs")
+    prepared.report = replace(prepared.report, datasets=named, eval_datasets=eval_named)
     return RunPlan(resolved, targets, prepared.report), tokenizer, prepared
 
 
@@ -306,6 +310,7 @@ def _train_and_export(plan: RunPlan, tokenizer: Any, prepared: PreparedData, che
         base_model_architecture=resolved.model.architecture,
         prompt_format=plan.report.prompt_format,
         datasets=[_manifest_dataset(d) for d in plan.report.datasets],
+        eval_datasets=[_manifest_dataset(d) for d in plan.report.eval_datasets],
         hyperparameters=plan.hyperparameters(),
         metrics=metrics,
         evals=list(callback.evals),

@@ -153,6 +153,35 @@ def test_the_eval_rows_are_the_original_rows_behind_the_eval_examples(data_root,
     assert not train_outputs & {row["output"] for row in prepared.eval_rows}
 
 
+def test_eval_datasets_are_the_eval_split_and_nothing_is_held_out(data_root, plain_tokenizer):
+    train = write_dataset(data_root, "train", fixed_answer_rows(30))
+    held = [{"instruction": f"Held question {i}?", "output": f"Held answer {i}."} for i in range(5)]
+    held_path = write_dataset(data_root, "held", held)
+    prepared = prepare_data(data_root, [train], plain_tokenizer, max_length=512, eval_fraction=0.0, seed=42,
+                            eval_datasets=[held_path])
+    report = prepared.report
+    assert (report.rows, report.train_rows, report.eval_rows) == (35, 30, 5)
+    assert prepared.eval_rows == held and [e["completion"] for e in prepared.eval] == [r["output"] for r in held]
+    assert [d.path for d in report.datasets] == [train] and [d.path for d in report.eval_datasets] == [held_path]
+    assert report.to_dict()["eval_datasets"][0]["rows"] == 5 and not report.warnings
+
+
+def test_bad_eval_datasets_are_refused_naming_eval_datasets(data_root, phi3_tokenizer):
+    train = write_dataset(data_root, "train", fixed_answer_rows(30))
+    good = json.dumps({"instruction": "a", "output": "b"})
+    cases = {
+        "datasets/missing.jsonl": "does not exist",
+        "../outside.jsonl": "must not contain '..'",
+        write_dataset(data_root, "bad", f"{good}\nnot json\n"): "line 2: not valid JSON",
+        write_dataset(data_root, "empty", ""): "is empty",
+    }
+    for relative, words in cases.items():
+        with pytest.raises(InvalidArgument) as caught:
+            prepare_data(data_root, [train], phi3_tokenizer, max_length=512, eval_fraction=0.1, seed=42,
+                         eval_datasets=[relative])
+        assert caught.value.field == "eval_datasets" and words in caught.value.message, relative
+
+
 def test_split_is_deterministic_disjoint_and_seeded():
     rows = list(range(200))
     train, held = split_rows(rows, 0.1, seed=42)

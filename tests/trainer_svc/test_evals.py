@@ -84,6 +84,30 @@ def test_early_stopping_exports_the_best_steps_weights(make_config, data_root):
     assert result.metrics["best_step"] == best["step"] == result.metrics["exported_step"]
 
 
+def test_eval_datasets_are_the_eval_split_and_no_training_row_is_held_out(make_config, data_root):
+    train = write_dataset(data_root, "codes", arbitrary_rows(30))
+    held_rows = [{"instruction": f"Code word {i}?", "output": "amber basalt cobalt"} for i in range(100, 106)]
+    held = write_dataset(data_root, "codes-eval", held_rows)
+    training = {"epochs": 1, "max_length": 64, "learning_rate": 5e-3, "eval_fraction": 0.2}  # not used
+    events: list[dict] = []
+    result = main(make_config(datasets=[train], eval_datasets=[held], training=training), on_event=events.append)
+    assert result.status == "succeeded"
+
+    validated = next(e for e in events if e["type"] == "validated")
+    started = next(e for e in events if e["type"] == "started")
+    assert (started["train_rows"], started["eval_rows"]) == (30, 6)  # all 30 train, the 6 eval
+    assert [d["path"] for d in validated["data"]["eval_datasets"]] == [held]
+    assert validated["hyperparameters"]["training"]["eval_fraction"] == 0.0
+    [evaluated] = [e for e in events if e["type"] == "eval"]
+    assert evaluated["eval_loss"] > 0 and result.metrics["eval_loss"] == evaluated["eval_loss"]
+
+    manifest = json.loads((result.export.path / "manifest.json").read_text())
+    assert [d["path"] for d in manifest["eval_datasets"]] == [held] and manifest["eval_datasets"][0]["rows"] == 6
+    assert [d["path"] for d in manifest["datasets"]] == [train] and manifest["eval_split"]["rows"] == 6
+    exported_rows = (result.export.path / "eval.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in exported_rows] == held_rows
+
+
 def test_settings_that_need_a_held_out_split_are_refused_without_one(make_config, data_root):
     dataset = write_dataset(data_root, "few", arbitrary_rows(10))  # under 20 rows: nothing held out
     for name in ("early_stopping_patience", "eval_generate_rows"):

@@ -191,6 +191,27 @@ def test_validation_holds_datasets_to_the_versions_named(make_config, data_root)
     assert config.dataset_refs == []  # paths alone still work (old requests)
 
 
+def test_eval_datasets_are_held_to_their_versions_and_kept_apart_from_the_training_data(make_config, data_root):
+    import hashlib
+
+    from synthtune.errors import FailedPrecondition, InvalidArgument
+
+    held = write_dataset(data_root, "held", fixed_answer_rows(5))
+    ref = {"path": held, "name": "held", "version": 1,
+           "sha256": hashlib.sha256((data_root / held).read_bytes()).hexdigest()}
+    plan = validate_run(make_config(eval_datasets=[held], eval_dataset_refs=[ref]))
+    data = plan.to_dict()["data"]
+    assert (data["train_rows"], data["eval_rows"]) == (100, 5) and data["eval_datasets"][0] | ref == data[
+        "eval_datasets"][0]
+    assert plan.hyperparameters()["training"]["eval_fraction"] == 0.0  # nothing held out of the datasets
+    with pytest.raises(FailedPrecondition, match="'held' version 1 .* has changed") as changed:
+        validate_run(make_config(eval_datasets=[held], eval_dataset_refs=[{**ref, "sha256": "0" * 64}]))
+    assert changed.value.extra["field"] == "eval_dataset_refs"
+    with pytest.raises(InvalidArgument, match="also in datasets") as both:
+        validate_run(make_config(eval_datasets=["datasets/fixed.jsonl"]))
+    assert both.value.extra["field"] == "eval_datasets"
+
+
 def test_cli_cancels_on_sigterm(make_config, data_root, tmp_path):
     rows = [{"instruction": f"Question {i}?", "output": "Answer " * (i % 7 + 1)} for i in range(200)]
     config = make_config(model="tiny-llama", datasets=[write_dataset(data_root, "d", rows)],

@@ -82,20 +82,24 @@ class Hyperparameters(_message.Message):
     def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., epochs: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., max_length: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., packing: _Optional[bool] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., quantize_4bit: _Optional[bool] = ..., num_nodes: _Optional[int] = ..., processes_per_node: _Optional[int] = ..., keep_checkpoints: _Optional[bool] = ..., eval_steps: _Optional[int] = ..., eval_generate_rows: _Optional[int] = ..., eval_max_new_tokens: _Optional[int] = ..., best_metric: _Optional[str] = ..., export_best: _Optional[bool] = ..., early_stopping_patience: _Optional[int] = ..., early_stopping_threshold: _Optional[float] = ..., report_to: _Optional[str] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("base_model", "datasets", "hyperparameters", "adapter_name", "merge_full_model", "dataset_refs")
+    __slots__ = ("base_model", "datasets", "hyperparameters", "adapter_name", "merge_full_model", "dataset_refs", "eval_datasets", "eval_dataset_refs")
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
     HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_NAME_FIELD_NUMBER: _ClassVar[int]
     MERGE_FULL_MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_REFS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_DATASET_REFS_FIELD_NUMBER: _ClassVar[int]
     base_model: str
     datasets: _containers.RepeatedScalarFieldContainer[str]
     hyperparameters: Hyperparameters
     adapter_name: str
     merge_full_model: bool
     dataset_refs: _containers.RepeatedCompositeFieldContainer[DatasetRef]
-    def __init__(self, base_model: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., adapter_name: _Optional[str] = ..., merge_full_model: _Optional[bool] = ..., dataset_refs: _Optional[_Iterable[_Union[DatasetRef, _Mapping]]] = ...) -> None: ...
+    eval_datasets: _containers.RepeatedScalarFieldContainer[str]
+    eval_dataset_refs: _containers.RepeatedCompositeFieldContainer[DatasetRef]
+    def __init__(self, base_model: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., adapter_name: _Optional[str] = ..., merge_full_model: _Optional[bool] = ..., dataset_refs: _Optional[_Iterable[_Union[DatasetRef, _Mapping]]] = ..., eval_datasets: _Optional[_Iterable[str]] = ..., eval_dataset_refs: _Optional[_Iterable[_Union[DatasetRef, _Mapping]]] = ...) -> None: ...
 
 class DatasetRef(_message.Message):
     __slots__ = ("path", "name", "version", "sha256")
@@ -188,7 +192,7 @@ class DatasetReport(_message.Message):
     def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., rows: _Optional[int] = ..., format: _Optional[str] = ..., size_bytes: _Optional[int] = ..., name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "state", "base_model", "datasets", "config_json", "error", "step", "max_steps", "epoch", "adapter_path", "prompt_format", "created_at", "updated_at", "queue_position", "metrics_json", "train_rows", "eval_rows", "truncated_rows", "resumed_from_step", "resumes")
+    __slots__ = ("run_id", "state", "base_model", "datasets", "config_json", "error", "step", "max_steps", "epoch", "adapter_path", "prompt_format", "created_at", "updated_at", "queue_position", "metrics_json", "train_rows", "eval_rows", "truncated_rows", "resumed_from_step", "resumes", "eval_datasets")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +213,7 @@ class Run(_message.Message):
     TRUNCATED_ROWS_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FROM_STEP_FIELD_NUMBER: _ClassVar[int]
     RESUMES_FIELD_NUMBER: _ClassVar[int]
+    EVAL_DATASETS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: RunState
     base_model: str
@@ -229,7 +234,8 @@ class Run(_message.Message):
     truncated_rows: int
     resumed_from_step: int
     resumes: int
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., base_model: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetReport, _Mapping]]] = ..., config_json: _Optional[str] = ..., error: _Optional[str] = ..., step: _Optional[int] = ..., max_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., adapter_path: _Optional[str] = ..., prompt_format: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue_position: _Optional[int] = ..., metrics_json: _Optional[str] = ..., train_rows: _Optional[int] = ..., eval_rows: _Optional[int] = ..., truncated_rows: _Optional[int] = ..., resumed_from_step: _Optional[int] = ..., resumes: _Optional[int] = ...) -> None: ...
+    eval_datasets: _containers.RepeatedCompositeFieldContainer[DatasetReport]
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., base_model: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetReport, _Mapping]]] = ..., config_json: _Optional[str] = ..., error: _Optional[str] = ..., step: _Optional[int] = ..., max_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., adapter_path: _Optional[str] = ..., prompt_format: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue_position: _Optional[int] = ..., metrics_json: _Optional[str] = ..., train_rows: _Optional[int] = ..., eval_rows: _Optional[int] = ..., truncated_rows: _Optional[int] = ..., resumed_from_step: _Optional[int] = ..., resumes: _Optional[int] = ..., eval_datasets: _Optional[_Iterable[_Union[DatasetReport, _Mapping]]] = ...) -> None: ...
 
 class StateChanged(_message.Message):
     __slots__ = ("state", "error")
