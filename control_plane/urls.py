@@ -1,4 +1,5 @@
-"""URL map: /admin/ (staff), /api/v1/ (token or session), /api/schema/ and /api/docs/ (offline),
+"""URL map: /admin/ (staff), /api/v1/ (token or session), /v1/ (OpenAI-compatible, Bearer token),
+/api/schema/ and /api/docs/ (offline),
 and the old Flask app's routes at the root (control_plane.legacy)."""
 
 from django.contrib import admin
@@ -25,6 +26,8 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),  # Prometheus; open unless SYNTHTUNE_METRICS_TOKEN
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    # OpenAI's API shapes (files, fine_tuning, models, chat/completions) for the official SDK.
+    path("v1/", include("control_plane.openai_api.urls")),
     # DRF answers anonymous calls to these with 401/403 itself (SERVE_PERMISSIONS).
     path("api/schema/", login_not_required(SchemaView.as_view()), name="schema"),
     path("api/docs/", login_not_required(SwaggerView.as_view(url_name="schema")), name="docs"),

@@ -319,8 +319,9 @@ def generation_job_fail(*, job_id: str, reason: str) -> None:
 # --- upload ----------------------------------------------------------------------
 
 
-def dataset_upload(*, owner: AbstractBaseUser | None, name: str, data: bytes) -> Dataset:
+def dataset_upload(*, owner: AbstractBaseUser | None, name: str, data: bytes, filename: str = "") -> Dataset:
     """Validate a JSONL upload (either format) and store it under datasets/<name>.jsonl.
+    `filename`, the client's name for the file, is kept in the dataset's operation.
 
     Raises InvalidArgument naming bad lines by number, AlreadyExists for a taken name.
     The file is written atomically, inside the transaction that records it."""
@@ -342,6 +343,7 @@ def dataset_upload(*, owner: AbstractBaseUser | None, name: str, data: bytes) ->
                 source=Dataset.Source.UPLOADED,
                 status=Dataset.Status.READY,
                 owner=owner,
+                operation={"op": "upload", "params": {"filename": filename} if filename else {}},
             )
             atomic_write_bytes(path, content)
             written = True
@@ -355,6 +357,29 @@ def dataset_upload(*, owner: AbstractBaseUser | None, name: str, data: bytes) ->
         raise
     logger.info("dataset uploaded", extra={"dataset": name, "rows": report.rows})
     return dataset
+
+
+def dataset_delete(*, dataset: Dataset) -> None:
+    """Delete a dataset and its files. Refused (FailedPrecondition) while it is being generated,
+    and while runs or later versions refer to it: their records must keep naming real data.
+    The files go only once the row's deletion has committed."""
+    if dataset.status == Dataset.Status.GENERATING:
+        raise FailedPrecondition(f"Dataset {dataset.name!r} is being generated; cancel its job first.")
+    users = sorted({run.run_id for run in dataset.runs.all()} | {run.run_id for run in dataset.eval_runs.all()})
+    if users:
+        raise FailedPrecondition(
+            f"Dataset {dataset.name!r} is the data of run(s) {', '.join(users[:5])}; it stays for their record."
+        )
+    children = list(dataset.children.values_list("name", flat=True)[:5])
+    if children:
+        raise FailedPrecondition(
+            f"Dataset {dataset.name!r} has later versions ({', '.join(children)}); delete those first."
+        )
+    files = [storage.absolute(dataset.path), storage.absolute(storage.metadata_relpath(dataset.path))]
+    with transaction.atomic():
+        dataset.delete()
+        transaction.on_commit(lambda: [path.unlink(missing_ok=True) for path in files])
+    logger.info("dataset deleted", extra={"dataset": dataset.name})
 
 
 def jsonl_validate(*, data: bytes, field: str = "file") -> tuple[bytes, records.ValidationReport]:
