@@ -140,14 +140,18 @@ class Client:
         hyperparameters: dict[str, Any] | None = None,
         adapter_name: str = "",
         merge_full_model: bool = False,
+        eval_datasets: list[str] | None = None,
     ) -> dict:
-        """Start a LoRA fine-tune on `datasets` (names); unset hyperparameters take the trainer's defaults."""
+        """Start a LoRA fine-tune on `datasets` (names); unset hyperparameters take the trainer's defaults.
+        `eval_datasets` (names): evaluate on exactly these rows instead of holding eval_fraction out."""
         body: dict[str, Any] = {
             "datasets": datasets,
             "hyperparameters": hyperparameters or {},
             "adapter_name": adapter_name,
             "merge_full_model": merge_full_model,
         }
+        if eval_datasets:
+            body["eval_datasets"] = list(eval_datasets)
         if base_model:
             body["base_model"] = base_model
         return self.request("POST", "/api/v1/runs/", json=body)

@@ -59,7 +59,7 @@ class HyperparametersInputSerializer(serializers.Serializer):
         min_value=0,
         max_value=limits.MAX_EVAL_FRACTION,
         required=False,
-        help_text="Held-out share, in [0, 0.5).",
+        help_text="Held-out share, in [0, 0.5); not used with eval_datasets.",
     )
     packing = serializers.BooleanField(required=False, allow_null=True, help_text="Padding-free packing.")
     seed = serializers.IntegerField(min_value=0, max_value=limits.MAX_SEED, required=False)
@@ -141,6 +141,15 @@ class RunCreateInputSerializer(serializers.Serializer):
         max_length=limits.MAX_DATASETS,
         help_text="Names of ready datasets; their rows are trained on together.",
     )
+    eval_datasets = serializers.ListField(
+        child=serializers.CharField(max_length=256),
+        max_length=limits.MAX_DATASETS,
+        required=False,
+        default=list,
+        help_text="Names of ready datasets to evaluate on (OpenAI's validation_file): the eval split is "
+        "exactly their rows, and nothing is held out of datasets (eval_fraction is not used). None may "
+        "also be in datasets. Empty (default): eval_fraction of the datasets is held out.",
+    )
     base_model = serializers.CharField(
         max_length=256,
         default=limits.DEFAULT_BASE_MODEL,
@@ -159,6 +168,12 @@ class RunCreateInputSerializer(serializers.Serializer):
 
 class RunOutputSerializer(serializers.ModelSerializer):
     datasets = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    eval_datasets = serializers.SlugRelatedField(
+        many=True,
+        read_only=True,
+        slug_field="name",
+        help_text="The datasets the run evaluates on; empty when its eval split is held out of datasets.",
+    )
     adapter = serializers.CharField(source="adapter.name", default=None, read_only=True)
     owner = serializers.CharField(source="owner.username", default=None, read_only=True)
     percent = serializers.IntegerField(read_only=True)
@@ -175,6 +190,8 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "base_model",
             "datasets",
             "dataset_reports",
+            "eval_datasets",
+            "eval_dataset_reports",
             "train_rows",
             "eval_rows",
             "truncated_rows",

@@ -22,6 +22,15 @@ class FineTuneForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="Ready datasets; their rows are trained on together.",
     )
+    eval_datasets = forms.ModelMultipleChoiceField(
+        queryset=Dataset.objects.filter(status=Dataset.Status.READY).order_by("name"),
+        to_field_name="name",
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Eval datasets",
+        help_text="Ready datasets to evaluate on instead of a held-out share (eval fraction is then not "
+        "used); none of the training datasets. Blank: the eval fraction is held out.",
+    )
     base_model = forms.CharField(
         max_length=256,
         initial=limits.DEFAULT_BASE_MODEL,
@@ -65,7 +74,7 @@ class FineTuneForm(forms.Form):
         required=False,
         min_value=0,
         max_value=limits.MAX_EVAL_FRACTION,
-        help_text="Held-out share, in [0, 0.5).",
+        help_text="Held-out share, in [0, 0.5); not used with eval datasets.",
     )
     processes_per_node = forms.IntegerField(
         required=False,
@@ -134,7 +143,7 @@ class FineTuneForm(forms.Form):
         (
             "Evals and tracking",
             "The best checkpoint is exported. Blank: the trainer's default.",
-            EVAL_HYPERPARAMETERS,
+            ("eval_datasets", *EVAL_HYPERPARAMETERS),
         ),
     )
 
@@ -167,4 +176,5 @@ class FineTuneForm(forms.Form):
             "hyperparameters": hyperparameters,
             "adapter_name": data["adapter_name"].strip(),
             "merge_full_model": data["merge_full_model"],
+            "eval_datasets": [dataset.name for dataset in data.get("eval_datasets") or ()],
         }

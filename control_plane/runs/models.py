@@ -29,6 +29,13 @@ class Run(models.Model):
 
     run_id = models.CharField(max_length=64, unique=True, help_text="The trainer service's id.")
     datasets = models.ManyToManyField(Dataset, related_name="runs")
+    eval_datasets = models.ManyToManyField(
+        Dataset,
+        related_name="eval_runs",
+        blank=True,
+        help_text="A separate eval split (OpenAI's validation_file): the run evaluates on exactly these "
+        "rows and holds none of its datasets out. Empty: eval_fraction of the datasets is held out.",
+    )
     base_model = models.CharField(max_length=256)
     hyperparameters = models.JSONField(
         default=dict, blank=True, help_text="As requested (unset ones omitted)."
@@ -40,6 +47,9 @@ class Run(models.Model):
         default=list,
         blank=True,
         help_text="The trainer's report per dataset: path, sha256, rows, format, size.",
+    )
+    eval_dataset_reports = models.JSONField(
+        default=list, blank=True, help_text="The same report per eval dataset."
     )
     # From the trainer's validation: the split, and rows longer than max_length (they get truncated).
     train_rows = models.PositiveIntegerField(default=0)

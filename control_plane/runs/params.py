@@ -145,23 +145,31 @@ def _target_modules(value: Any) -> list[str]:
 
 @dataclass(kw_only=True)
 class RunParams:
-    """A fine-tuning request, checked. `datasets` are dataset names (the control plane's)."""
+    """A fine-tuning request, checked. `datasets` are dataset names (the control plane's).
+
+    `eval_datasets` (names too, checked the same way; errors name "eval_datasets"): a separate
+    eval split, like OpenAI's validation_file. Given, the run evaluates on exactly their rows and
+    holds nothing out of `datasets` (eval_fraction is not used); no name may be in both lists."""
 
     datasets: list[str]
     base_model: str = DEFAULT_BASE_MODEL
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     adapter_name: str = ""
     merge_full_model: bool = False
+    eval_datasets: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.datasets:
             raise InvalidArgument("datasets must name at least one dataset.", field="datasets")
-        if len(self.datasets) > MAX_DATASETS:
-            raise InvalidArgument(f"datasets may name at most {MAX_DATASETS} datasets.", field="datasets")
-        for name in self.datasets:
-            validate_name(name, field="datasets")
-        if len(set(self.datasets)) != len(self.datasets):
-            raise InvalidArgument("datasets names the same dataset twice.", field="datasets")
+        self.datasets = _checked_names(self.datasets, field="datasets")
+        self.eval_datasets = _checked_names(self.eval_datasets or [], field="eval_datasets")
+        both = [name for name in self.eval_datasets if name in self.datasets]
+        if both:
+            raise InvalidArgument(
+                f"eval_datasets names {both[0]!r}, which is also in datasets: a run must not be evaluated "
+                "on rows it trains on.",
+                field="eval_datasets",
+            )
         if not _MODEL_ID_RE.match(self.base_model) or ".." in self.base_model:
             raise InvalidArgument(
                 f"base_model {self.base_model[:200]!r} must look like 'org/name' or 'name' "
@@ -181,4 +189,18 @@ class RunParams:
             "hyperparameters": dict(self.hyperparameters),
             "adapter_name": self.adapter_name,
             "merge_full_model": self.merge_full_model,
+            "eval_datasets": list(self.eval_datasets),
         }
+
+
+def _checked_names(names: list[str], *, field: str) -> list[str]:
+    """Dataset names as a list: at most MAX_DATASETS plain names, none twice."""
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise InvalidArgument(f"{field} must be a list of dataset names.", field=field)
+    if len(names) > MAX_DATASETS:
+        raise InvalidArgument(f"{field} may name at most {MAX_DATASETS} datasets.", field=field)
+    for name in names:
+        validate_name(name, field=field)
+    if len(set(names)) != len(names):
+        raise InvalidArgument(f"{field} names the same dataset twice.", field=field)
+    return list(names)

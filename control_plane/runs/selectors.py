@@ -22,7 +22,7 @@ def run_list(
     dataset: str | None = None,
     owner: str | None = None,
 ) -> QuerySet[Run]:
-    runs = Run.objects.select_related("owner", "adapter").prefetch_related("datasets")
+    runs = Run.objects.select_related("owner", "adapter").prefetch_related("datasets", "eval_datasets")
     if state:
         runs = runs.filter(state=state)
     if base_model:
@@ -62,7 +62,11 @@ def run_base_model_suggestions(*, served: list[str], history: int = 200) -> list
 
 def run_get(*, run_id: str) -> Run:
     try:
-        return Run.objects.select_related("owner", "adapter").prefetch_related("datasets").get(run_id=run_id)
+        return (
+            Run.objects.select_related("owner", "adapter")
+            .prefetch_related("datasets", "eval_datasets")
+            .get(run_id=run_id)
+        )
     except Run.DoesNotExist:
         raise NotFound(f"No run {run_id!r}.", field="run_id") from None
 
@@ -79,6 +83,19 @@ def run_event_list(
     if types:
         events = events.filter(type__in=types)
     return list(events[:limit] if limit else events)
+
+
+def run_event_list_newest_first(
+    *, run: Run, before_seq: int | None = None, limit: int, types: list[str] | None = None
+) -> tuple[list[RunEvent], bool]:
+    """A page of the run's events, newest first, older than `before_seq`: (events, has_more)."""
+    events = run.events.order_by("-seq")
+    if before_seq is not None:
+        events = events.filter(seq__lt=before_seq)
+    if types:
+        events = events.filter(type__in=types)
+    page = list(events[: limit + 1])
+    return page[:limit], len(page) > limit
 
 
 def run_is_finished(*, run: Run) -> bool:

@@ -40,28 +40,35 @@ MANIFEST = "manifest.json"
 EVAL_METRICS = ("eval_loss", "eval_mean_token_accuracy", "eval_exact_match", "eval_chrf", "eval_judge_score")
 
 
-def _training_datasets(names: list[str]) -> list[Dataset]:
-    """The named datasets in request order; each must be ready, non-empty and on disk."""
+def _training_datasets(names: list[str], *, field: str = "datasets") -> list[Dataset]:
+    """The named datasets in request order; each must be ready, non-empty and on disk.
+    Errors name `field` ("eval_datasets" for the datasets a run evaluates on)."""
+    use = "evaluated on" if field == "eval_datasets" else "trained on"
     found = {dataset.name: dataset for dataset in Dataset.objects.filter(name__in=names)}
     datasets = []
     for name in names:
         dataset = found.get(name)
         if dataset is None:
-            raise InvalidArgument(f"No dataset named {name!r}.", field="datasets")
+            raise InvalidArgument(f"No dataset named {name!r}.", field=field)
         if dataset.status != Dataset.Status.READY:
             raise InvalidArgument(
-                f"Dataset {name!r} is {dataset.status}; only ready datasets can be trained on.",
-                field="datasets",
+                f"Dataset {name!r} is {dataset.status}; only ready datasets can be {use}.",
+                field=field,
             )
         if dataset.rows == 0:
-            raise InvalidArgument(f"Dataset {name!r} is empty: it has no rows to train on.", field="datasets")
+            raise InvalidArgument(f"Dataset {name!r} is empty: it has no rows to be {use}.", field=field)
         if not storage.absolute(dataset.path).is_file():
             raise InvalidArgument(
                 f"The file {dataset.path} of dataset {name!r} is missing from the data root.",
-                field="datasets",
+                field=field,
             )
         datasets.append(dataset)
     return datasets
+
+
+def _refs(datasets: list[Dataset]) -> list[dict[str, Any]] | None:
+    """The exact versions behind `datasets` (None when one predates versions: paths only)."""
+    return [{"path": d.path, **d.ref} for d in datasets] if all(d.sha256 for d in datasets) else None
 
 
 def run_start(*, owner: AbstractBaseUser | None, params: RunParams) -> Run:
@@ -69,16 +76,23 @@ def run_start(*, owner: AbstractBaseUser | None, params: RunParams) -> Run:
 
     Raises InvalidArgument naming the field (ours: unknown, unready or empty datasets;
     the trainer's: model limits, LoRA targets, token lengths...) and Unavailable when
-    the trainer can't be reached, before anything is written."""
+    the trainer can't be reached, before anything is written. `params.eval_datasets`, when
+    given, are the run's eval split (checked like `datasets`; errors name eval_datasets)."""
     datasets = _training_datasets(params.datasets)
+    eval_datasets = _training_datasets(params.eval_datasets, field="eval_datasets")
     if not params.adapter_name and settings.SYNTHTUNE_DEFAULT_ADAPTER_NAME:
         # SYNTHTUNE_DEFAULT_ADAPTER_NAME (the old app's DEFAULT_ADAPTER_NAME): one stable stem.
         params = replace(params, adapter_name=settings.SYNTHTUNE_DEFAULT_ADAPTER_NAME)
     # The exact versions: the trainer refuses a file that is no longer one, and its manifest names them.
-    refs = [{"path": d.path, **d.ref} for d in datasets] if all(d.sha256 for d in datasets) else None
-    request = start_request(params, dataset_paths=[dataset.path for dataset in datasets], dataset_refs=refs)
+    request = start_request(
+        params,
+        dataset_paths=[dataset.path for dataset in datasets],
+        dataset_refs=_refs(datasets),
+        eval_dataset_paths=[dataset.path for dataset in eval_datasets],
+        eval_dataset_refs=_refs(eval_datasets),
+    )
     reply = trainer_client().call("StartRun", request, timeout_s=START_TIMEOUT_S)
-    snapshot = _named_reports(run_snapshot(reply.run), datasets)
+    snapshot = _named_reports(run_snapshot(reply.run), datasets + eval_datasets)
     try:
         with transaction.atomic():
             run = Run.objects.create(
@@ -91,6 +105,7 @@ def run_start(*, owner: AbstractBaseUser | None, params: RunParams) -> Run:
                 **_snapshot_fields(snapshot, state=True),
             )
             run.datasets.set(datasets)
+            run.eval_datasets.set(eval_datasets)
     except BaseException:
         _cancel_quietly(snapshot.run_id)
         raise
@@ -102,13 +117,17 @@ def _named_reports(snapshot: RunSnapshot, datasets: list[Dataset]) -> RunSnapsho
     """The trainer's dataset reports, each naming its version (name, version, sha256): a trainer
     that predates versions reports paths only, and the run record must still say which versions."""
     by_path = {dataset.path: dataset for dataset in datasets}
-    reports = []
-    for report in snapshot.datasets:
-        dataset = by_path.get(report["path"])
-        if dataset is not None and "name" not in report:
-            report = {**report, "name": dataset.name, "version": dataset.version}
-        reports.append(report)
-    return replace(snapshot, datasets=reports)
+
+    def named(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for report in reports:
+            dataset = by_path.get(report["path"])
+            if dataset is not None and "name" not in report:
+                report = {**report, "name": dataset.name, "version": dataset.version}
+            out.append(report)
+        return out
+
+    return replace(snapshot, datasets=named(snapshot.datasets), eval_datasets=named(snapshot.eval_datasets))
 
 
 def _snapshot_fields(snapshot: RunSnapshot, *, state: bool) -> dict[str, Any]:
@@ -117,6 +136,7 @@ def _snapshot_fields(snapshot: RunSnapshot, *, state: bool) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "config": snapshot.config,
         "dataset_reports": snapshot.datasets,
+        "eval_dataset_reports": snapshot.eval_datasets,
         "prompt_format": snapshot.prompt_format,
         "queue_position": snapshot.queue_position,
         "train_rows": snapshot.train_rows,
@@ -176,7 +196,7 @@ def run_refresh(*, run_id: str) -> Run:
     snapshot = run_snapshot(trainer_client().call("GetRun", pb.GetRunRequest(run_id=run_id)).run)
     with transaction.atomic():
         run = Run.objects.select_for_update().get(run_id=run_id)
-        snapshot = _named_reports(snapshot, list(run.datasets.all()))
+        snapshot = _named_reports(snapshot, [*run.datasets.all(), *run.eval_datasets.all()])
         for name, value in _snapshot_fields(snapshot, state=False).items():
             if value or name in ("queue_position", "truncated_rows"):
                 setattr(run, name, value)

@@ -69,6 +69,8 @@ FIELD_NAMES = FieldNames(
     {
         "datasets": "datasets",
         "dataset_refs": "datasets",
+        "eval_datasets": "eval_datasets",
+        "eval_dataset_refs": "eval_datasets",
         "base_model": "base_model",
         "base_model_id": "base_model",
         "base_model_path": "base_model",
@@ -113,14 +115,21 @@ class RunSnapshot:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
+    eval_datasets: list[dict[str, Any]] = field(default_factory=list)
 
 
 def start_request(
-    params: RunParams, *, dataset_paths: list[str], dataset_refs: list[dict[str, Any]] | None = None
+    params: RunParams,
+    *,
+    dataset_paths: list[str],
+    dataset_refs: list[dict[str, Any]] | None = None,
+    eval_dataset_paths: list[str] | None = None,
+    eval_dataset_refs: list[dict[str, Any]] | None = None,
 ) -> pb.StartRunRequest:
     """`dataset_paths` are the datasets' files relative to the data root, in request order;
     `dataset_refs` the exact versions behind them ({"path", "name", "version", "sha256"}), which
-    the trainer holds the files to and names in the adapter's manifest."""
+    the trainer holds the files to and names in the adapter's manifest. `eval_dataset_paths`
+    and `eval_dataset_refs`: the same for the eval datasets (the run's eval split)."""
     hyper = pb.Hyperparameters()
     for name, value in params.hyperparameters.items():  # strings (best_metric, report_to) included
         if name == "target_modules":
@@ -134,6 +143,8 @@ def start_request(
         adapter_name=params.adapter_name,
         merge_full_model=params.merge_full_model,
         dataset_refs=[pb.DatasetRef(**ref) for ref in dataset_refs or ()],
+        eval_datasets=eval_dataset_paths or [],
+        eval_dataset_refs=[pb.DatasetRef(**ref) for ref in eval_dataset_refs or ()],
     )
 
 
@@ -166,18 +177,20 @@ def run_snapshot(run: pb.Run) -> RunSnapshot:
         resumes=run.resumes,
         config=_json_object(run.config_json),
         metrics=_json_object(run.metrics_json),
-        datasets=[
-            {
-                "path": report.path,
-                "sha256": report.sha256,
-                "rows": report.rows,
-                "format": report.format,
-                "size_bytes": report.size_bytes,
-                **({"name": report.name, "version": report.version} if report.name else {}),
-            }
-            for report in run.datasets
-        ],
+        datasets=[_dataset_report(report) for report in run.datasets],
+        eval_datasets=[_dataset_report(report) for report in run.eval_datasets],
     )
+
+
+def _dataset_report(report: pb.DatasetReport) -> dict[str, Any]:
+    return {
+        "path": report.path,
+        "sha256": report.sha256,
+        "rows": report.rows,
+        "format": report.format,
+        "size_bytes": report.size_bytes,
+        **({"name": report.name, "version": report.version} if report.name else {}),
+    }
 
 
 def event_record(event: pb.RunEvent) -> EventRecord:

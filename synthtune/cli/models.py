@@ -29,6 +29,9 @@ def runs() -> None:
 
 @runs.command()
 @click.option("--dataset", "datasets", multiple=True, required=True, help="Dataset name (repeatable).")
+@click.option("--eval-dataset", "eval_datasets", multiple=True,
+              help="Dataset to evaluate on (repeatable): the eval split is exactly its rows and nothing is "
+                   "held out of --dataset [default: --eval-fraction of them held out].")
 @click.option("--base-model", help="Base model id or local model name [default: the trainer's].")
 @click.option("--adapter-name", default="", help="Stem of the exported adapter's versioned name.")
 @click.option("--epochs", type=float)
@@ -64,14 +67,16 @@ def runs() -> None:
 @click.option("--merge", "merge_full_model", is_flag=True, help="Also export a merged full model.")
 @click.option("--watch/--no-watch", default=True, show_default=True, help="Follow the run with a progress bar.")
 @pass_context
-def start(ctx: Context, datasets, base_model, adapter_name, target_modules, merge_full_model, watch, **options) -> None:
+def start(ctx: Context, datasets, eval_datasets, base_model, adapter_name, target_modules, merge_full_model, watch,
+          **options) -> None:
     """Start a fine-tune; unset hyperparameters take the per-device defaults."""
     hyperparameters = {_HYPERPARAMETERS[k]: v for k, v in options.items() if v is not None}
     if target_modules:
         hyperparameters["target_modules"] = list(target_modules)
     with ctx.client() as client:
         run = client.start_run(datasets=list(datasets), base_model=base_model, hyperparameters=hyperparameters,
-                               adapter_name=adapter_name, merge_full_model=merge_full_model)
+                               adapter_name=adapter_name, merge_full_model=merge_full_model,
+                               eval_datasets=list(eval_datasets))
         if not watch:
             ctx.emit(run, text=f"started run {run['run_id']} ({run['state']})")
             return

@@ -78,7 +78,14 @@ def test_the_form_asks_for_the_main_things_first_and_leaves_blanks_to_the_traine
     )
     assert form.is_valid(), form.errors
     assert form.params() == {"datasets": ["colours"], "base_model": "tiny-phi3", "hyperparameters": {"epochs": 2.0},
-                             "adapter_name": "", "merge_full_model": False}  # fmt: skip
+                             "adapter_name": "", "merge_full_model": False, "eval_datasets": []}  # fmt: skip
+    # The eval datasets picker, under Evals and tracking, as the datasets one is.
+    make_dataset("held")
+    page = admin_client.get(FINE_TUNE).content.decode()
+    assert re.search(r"<h2>Evals and tracking</h2>.*name=\"eval_datasets\" value=\"held\"", page, re.S)
+    form = FineTuneForm({"datasets": ["colours"], "eval_datasets": ["held"], "base_model": "tiny-phi3"})
+    assert form.is_valid(), form.errors
+    assert form.params()["eval_datasets"] == ["held"]
 
 
 def test_base_model_suggestions_put_what_vllm_serves_first_then_what_trained_here(admin_client):
@@ -190,12 +197,14 @@ def test_run_page_of_a_running_run_has_its_history_and_a_cancel_button(admin_cli
     assert admin_client.get(reverse("admin:runs_run_cancel", args=[run.pk])).status_code == 403  # POST only
 
 
-def test_run_page_shows_the_world_size_effective_batch_and_where_it_resumed(admin_client):
+def test_run_page_shows_the_world_size_effective_batch_where_it_resumed_and_the_eval_datasets(admin_client):
     distributed = {"num_nodes": 1, "processes_per_node": 2, "world_size": 2, "effective_batch_size": 16}
     run = RunFactory(state="running", config={"hyperparameters": {"distributed": distributed}},
                      resumed_from_step=50, resumes=1)  # fmt: skip
+    run.eval_datasets.set([make_dataset("held-out-faq")])
     page = admin_client.get(reverse("admin:runs_run_change", args=[run.pk])).content.decode()
     assert re.search(r"2 processes, effective batch 16\s*<span id=\"run-resumed\">", page), page
+    assert re.search(r"Eval datasets:</label>\s*<div class=\"readonly\">held-out-faq</div>", page), page
     assert 'resumed from step <span id="run-resumed-step">50</span>' in page
     fresh = RunFactory(state="queued")  # not resumed, config not resolved yet
     page = admin_client.get(reverse("admin:runs_run_change", args=[fresh.pk])).content.decode()

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from control_plane.datasets import services as dataset_services
 from control_plane.datasets import versions
 from control_plane.datasets.models import Dataset
 from control_plane.runs.models import Adapter, Run, RunEvent
@@ -82,6 +83,10 @@ def test_unknown_runs_and_adapters_are_404(api):
         ({"hyperparameters": {"processes_per_node": 0}}, "hyperparameters.processes_per_node"),
         ({"hyperparameters": {"num_nodes": 65}}, "hyperparameters.num_nodes"),
         ({"hyperparameters": {"keep_checkpoints": "maybe"}}, "hyperparameters.keep_checkpoints"),
+        ({"eval_datasets": ["missing"]}, "eval_datasets"),
+        ({"eval_datasets": ["../colours"]}, "eval_datasets"),
+        ({"eval_datasets": ["colours"]}, "eval_datasets"),  # also trained on
+        ({"eval_datasets": "colours"}, "eval_datasets"),
     ],
 )
 def test_bad_input_is_400_naming_the_field_and_writes_nothing(api, overrides, field):
@@ -254,6 +259,38 @@ def test_an_unknown_base_model_or_a_changed_dataset_file_is_refused_naming_the_f
     assert error["extra"]["field"] == "datasets" and "'colours' version 1" in error["message"]
     assert dataset.sha256 in error["message"]
     assert not Run.objects.exists()
+
+
+def test_eval_datasets_are_the_runs_eval_split_and_a_changed_one_is_refused(api, trainer, data_root):
+    make_dataset()
+    rows = [{"instruction": f"Which colour comes after number {n}?", "output": "Teal."} for n in range(6)]
+    held = dataset_services.dataset_upload(owner=None, name="colours-eval", data=jsonl(rows))
+    response = api.post(RUNS, run_body(eval_datasets=["colours-eval"]), format="json")
+    assert response.status_code == 202, response.json()
+    created = response.json()
+    assert created["datasets"] == ["colours"] and created["eval_datasets"] == ["colours-eval"]
+    assert (created["train_rows"], created["eval_rows"]) == (24, 6)  # nothing held out of colours
+    [report] = created["eval_dataset_reports"]
+    assert (report["name"], report["version"], report["sha256"], report["rows"]) == (
+        "colours-eval",
+        held.version,
+        held.sha256,
+        6,
+    )
+    assert api.get(f"{RUNS}{created['run_id']}/").json()["eval_datasets"] == ["colours-eval"]
+    assert list(held.eval_runs.values_list("run_id", flat=True)) == [created["run_id"]]
+    # What the run's training process reads (a child, a TrainJob's nodes, a resume): its config.
+    config = json.loads((data_root / "runs" / created["run_id"] / "config.json").read_text())
+    assert config["eval_datasets"] == [held.path] and config["eval_dataset_refs"][0]["sha256"] == held.sha256
+    api.post(f"{RUNS}{created['run_id']}/cancel/")
+
+    with (data_root / held.path).open("a") as handle:  # no longer the version it was recorded as
+        handle.write(json.dumps(rows[0]) + "\n")
+    error = assert_error_body(
+        api.post(RUNS, run_body(eval_datasets=["colours-eval"]), format="json"), 400, "FAILED_PRECONDITION"
+    )
+    assert error["extra"]["field"] == "eval_datasets" and "'colours-eval' version 1" in error["message"]
+    assert Run.objects.count() == 1
 
 
 def test_several_processes_on_a_one_process_trainer_is_400_naming_the_field(api, trainer):

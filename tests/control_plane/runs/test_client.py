@@ -57,6 +57,23 @@ def test_client_errors_carry_the_one_body(http, cp_settings):
     assert error.value.status == 404
 
 
+@pytest.mark.django_db(transaction=True)
+def test_runs_start_sends_eval_datasets(live_server, user, monkeypatch):
+    """`synthtune runs start --eval-dataset`: the names reach the API (which checks them before it
+    asks the trainer, down here), so an unknown one is a user error naming eval_datasets."""
+    from click.testing import CliRunner
+
+    from synthtune.cli.main import cli
+
+    make_dataset()
+    monkeypatch.setenv("SYNTHTUNE_API_URL", live_server.url)
+    monkeypatch.setenv("SYNTHTUNE_API_TOKEN", Token.objects.create(user=user).key)
+    monkeypatch.setenv("SYNTHTUNE_CONFIG", "/nonexistent/config.json")
+    args = ["runs", "start", "--dataset", "colours", "--eval-dataset", "no-such-eval", "--no-watch"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 2 and "no-such-eval" in result.output and "field: eval_datasets" in result.output
+
+
 def test_a_bad_trainer_address_names_the_variable_and_not_the_value(monkeypatch):
     monkeypatch.setenv("SYNTHTUNE_TRAINER_ADDR", "secret-host-without-port")
     load_config.cache_clear()

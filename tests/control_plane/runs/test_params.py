@@ -57,6 +57,11 @@ def test_bad_hyperparameters_name_the_field(hyperparameters, field):
         ({"adapter_name": "../escape"}, "adapter_name"),
         ({"adapter_name": "a/b"}, "adapter_name"),
         ({"adapter_name": "x" * 101}, "adapter_name"),
+        ({"eval_datasets": ["../etc"]}, "eval_datasets"),
+        ({"eval_datasets": ["b", "b"]}, "eval_datasets"),
+        ({"eval_datasets": ["a"]}, "eval_datasets"),  # also in datasets: trained on
+        ({"eval_datasets": [f"e{i}" for i in range(21)]}, "eval_datasets"),
+        ({"eval_datasets": "b"}, "eval_datasets"),
     ],
 )
 def test_bad_names_name_the_field(overrides, field):
