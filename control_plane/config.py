@@ -19,6 +19,12 @@ Every variable, with its default:
 - SYNTHTUNE_METRICS_PORT        0                   the worker's Prometheus /metrics port; 0: off
 - SYNTHTUNE_METRICS_HOST        0.0.0.0             address the worker's /metrics binds
 - SYNTHTUNE_METRICS_TOKEN       (none)              set (16+ characters): the web's /metrics wants it as a bearer token
+- SYNTHTUNE_VLLM_TOKEN          (none)              vLLM's --api-key, sent by /v1/chat/completions and /v1/completions
+                                                    when they relay to vLLM (the serving proxy's variable of the same
+                                                    name: give both the same value); never stored or logged
+- SYNTHTUNE_OPENAI_AUTOLOAD     true                /v1/ inference naming a known adapter that no vLLM serves loads it
+                                                    first (as POST /api/v1/adapters/<name>/load/); false: a 404 that
+                                                    says how to load it
 - DATABASE_URL                  sqlite:///<data root>/control_plane.sqlite3   any dj-database-url URL
 - DJANGO_SECRET_KEY             (generated)         unset: a random key is created once in
                                                     <data root>/.django-secret-key (mode 0600) and reused
@@ -94,6 +100,9 @@ class ControlPlaneConfig(OldFolderVariables, BaseSettings):
     # Set: the web's /metrics wants "Authorization: Bearer <it>" (the HTTP port may face the outside).
     metrics_token: str = Field(default="", repr=False, pattern=r"^(|.{16,})$",
                                validation_alias=_env("SYNTHTUNE_METRICS_TOKEN"))
+    # vLLM's API key for the /v1/ inference relay: the serving proxy's SYNTHTUNE_VLLM_TOKEN.
+    vllm_token: str = Field(default="", repr=False, validation_alias=_env("SYNTHTUNE_VLLM_TOKEN"))
+    openai_autoload: bool = Field(default=True, validation_alias=_env("SYNTHTUNE_OPENAI_AUTOLOAD"))
     database_url: str = Field(default="", validation_alias=_env("DATABASE_URL"))
     secret_key: str = Field(default="", validation_alias=_env("DJANGO_SECRET_KEY"))
     debug: bool = Field(default=False, validation_alias=_env("DJANGO_DEBUG"))
@@ -109,6 +118,14 @@ class ControlPlaneConfig(OldFolderVariables, BaseSettings):
         # Empty is allowed so the admin and migrations work without services; calls then fail clearly.
         if value and len(value) < 16:
             raise ValueError("must be at least 16 characters (the services refuse shorter ones)")
+        return value
+
+    @field_validator("vllm_token")
+    @classmethod
+    def _token_is_not_padded(cls, value: str) -> str:
+        # As the serving proxy checks it: a pasted newline would make every relayed call 401.
+        if value != value.strip():
+            raise ValueError("must not start or end with whitespace")
         return value
 
     @field_validator("datagen_addr", "trainer_addr", "serving_proxy_addr")

@@ -7,6 +7,7 @@ from pathlib import Path
 import dj_database_url
 
 from control_plane.config import load_config, secret_key
+from synthtune.logs import register_secret
 
 CONFIG = load_config()
 BASE_DIR = Path(__file__).resolve().parent
@@ -43,6 +44,11 @@ SYNTHTUNE_LEGACY_ALLOW_ANONYMOUS = CONFIG.legacy_allow_anonymous
 # Runs that name no adapter get this stem (<stem>-v<N>); empty: the trainer's "<model>-lora".
 SYNTHTUNE_DEFAULT_ADAPTER_NAME = CONFIG.default_adapter_name
 SYNTHTUNE_UPLOAD_MAX_BYTES = 256 * 1024 * 1024
+# /v1/ inference (control_plane.openai_api.relay): vLLM's API key, masked in every log line, and
+# whether a known adapter that no vLLM serves is loaded on first use.
+SYNTHTUNE_VLLM_TOKEN = CONFIG.vllm_token
+register_secret(SYNTHTUNE_VLLM_TOKEN)
+SYNTHTUNE_OPENAI_AUTOLOAD = CONFIG.openai_autoload
 
 # --- Django -------------------------------------------------------------------
 SECRET_KEY = secret_key(CONFIG)

@@ -55,3 +55,21 @@ def test_without_a_secret_key_one_is_generated_once_private_and_reused(tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name != ".django-secret-key"]  # no temp files left
     explicit = "x" * 40
     assert secret_key(ControlPlaneConfig(data_root=tmp_path, secret_key=explicit)) == explicit
+
+
+def test_the_openai_relay_settings_default_and_refuse_a_padded_vllm_token(env):
+    env.delenv("SYNTHTUNE_VLLM_TOKEN", raising=False)
+    env.delenv("SYNTHTUNE_OPENAI_AUTOLOAD", raising=False)
+    config = load_config()
+    assert config.openai_autoload is True and config.vllm_token == ""
+    assert "vllm_token" not in repr(config)
+    load_config.cache_clear()
+    env.setenv("SYNTHTUNE_OPENAI_AUTOLOAD", "false")
+    env.setenv("SYNTHTUNE_VLLM_TOKEN", "vllm-key-0123456789")
+    config = load_config()
+    assert config.openai_autoload is False and config.vllm_token == "vllm-key-0123456789"
+    load_config.cache_clear()
+    env.setenv("SYNTHTUNE_VLLM_TOKEN", "pasted-vllm-key\n")
+    with pytest.raises(ConfigError) as error:
+        load_config()
+    assert "SYNTHTUNE_VLLM_TOKEN" in str(error.value) and "pasted-vllm-key" not in str(error.value)
