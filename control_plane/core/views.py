@@ -1,4 +1,5 @@
-"""Django-level error pages: JSON in the one body under /api/, Django's pages elsewhere."""
+"""Django-level error pages: JSON in the one body under /api/, OpenAI's error body under /v1/,
+Django's pages elsewhere."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ def _is_api(request) -> bool:
     return request.path.startswith("/api/")
 
 
+def _is_openai(request) -> bool:
+    return request.path.startswith("/v1/")
+
+
 def not_found(request, exception=None):
+    if _is_openai(request):
+        from control_plane.openai_api.base import openai_error
+
+        message = f"Unknown request URL: {request.method} {request.path}. See /api/docs/ for the /v1/ routes."
+        return JsonResponse(openai_error(status=404, message=message, code="unknown_url"), status=404)
     if _is_api(request):
         body = error_body(message=f"No API route {request.path}; see /api/docs/.", code="NOT_FOUND")
         return JsonResponse(body, status=404)
@@ -23,8 +33,12 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
+    message = f"Internal error (request id {request_id_var.get() or 'unknown'})."
+    if _is_openai(request):
+        from control_plane.openai_api.base import openai_error
+
+        return JsonResponse(openai_error(status=500, message=message, code="internal"), status=500)
     if _is_api(request):
-        message = f"Internal error (request id {request_id_var.get() or 'unknown'})."
         return JsonResponse(error_body(message=message, code="INTERNAL"), status=500)
     return defaults.server_error(request)
 

@@ -85,3 +85,9 @@ def test_a_missing_token_is_a_401_in_openais_shape(live_server, db):
     error = reply.json()["error"]
     assert error["type"] == "invalid_request_error" and "Bearer" in error["message"]
     assert json.loads(reply.text) == {"error": error}
+
+
+def test_an_unknown_v1_route_is_a_404_in_openais_shape(sdk):
+    with pytest.raises(openai.NotFoundError, match="Unknown request URL: GET /v1/batches") as info:
+        sdk.batches.list()
+    assert info.value.code == "unknown_url"
