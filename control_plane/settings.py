@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "control_plane.runs",
     "control_plane.deployments",
     "control_plane.legacy",
+    "control_plane.openai_api",
 ]
 
 MIDDLEWARE = [
