@@ -17,7 +17,7 @@ from tests.support.procs import REPO, TEST_GRPC_TOKEN
 MODELS_DIR = REPO / "var" / "models"
 # Fixtures that start a vLLM server (about a minute each, engine pinned to core 0): the
 # session's two, and the ones that start a server of their own to restart or reconfigure.
-VLLM_FIXTURES = frozenset({"vllm_server", "smollm2_vllm", "spare_vllm", "locked_vllm", "plain_server"})
+VLLM_FIXTURES = frozenset({"vllm_server", "smollm2_vllm", "spare_vllm", "locked_vllm", "plain_server", "keyed_vllm"})
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
