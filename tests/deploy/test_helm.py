@@ -392,6 +392,21 @@ def test_trainer_checkpoint_and_launcher_values_reach_its_settings():
                          "LAUNCHER")] == ["50", "2", "3", "72", "local"]
 
 
+@pytest.mark.parametrize("scenario_name", ["default", "all-on"])
+def test_the_control_plane_sends_vllm_the_proxys_key_and_has_the_autoload_setting(scenario_name):
+    manifests = manifests_of(scenario_name)
+    web = k8s.env(k8s.pod(manifests, "control-plane").container("control-plane"))
+    proxy = k8s.env(_proxy(manifests))
+    assert web["SYNTHTUNE_OPENAI_AUTOLOAD"]["value"] == "true"
+    if scenario_name == "default":  # no key configured: neither has one
+        assert "SYNTHTUNE_VLLM_TOKEN" not in web and "SYNTHTUNE_VLLM_TOKEN" not in proxy
+        return
+    ref = web["SYNTHTUNE_VLLM_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert ref == proxy["SYNTHTUNE_VLLM_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "vllm-api-key", "key": "api-key"}
+    off = render(deep_merge(SCENARIOS[scenario_name], {"controlPlane": {"openaiAutoload": False}}))
+    assert k8s.env_value(k8s.pod(off, "control-plane").container("control-plane"), "SYNTHTUNE_OPENAI_AUTOLOAD") == "false"
+
+
 # --- NetworkPolicy -------------------------------------------------------------------------------
 
 
@@ -435,7 +450,8 @@ def test_network_policies_select_real_pods_and_only_allowed_peers(scenario, mani
 
     for component in GRPC_SERVICES:
         assert allowed(component, "grpc") == ({"control-plane", "worker"}, False), component
-    assert allowed("vllm", "http") == ({"serving-proxy"}, False)
+    # The control plane relays /v1/ inference to vLLM itself.
+    assert allowed("vllm", "http") == ({"serving-proxy", "control-plane"}, False)
     if "postgresql" in by_component:
         assert allowed("postgresql", "postgresql") == ({"control-plane", "worker", "migrate"}, False)
     # Every pod of the release is covered by some policy.
