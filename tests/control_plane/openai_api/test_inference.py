@@ -9,12 +9,9 @@ vLLM's key sent and never logged, a vLLM or proxy that is down.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import uuid
 from contextlib import ExitStack
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import openai
@@ -29,6 +26,7 @@ from tests.control_plane.openai_api.conftest import sdk_client
 from tests.control_plane.runs.factories import AdapterFactory as AdapterRowFactory
 from tests.serving_proxy_svc.conftest import AdapterFactory, InProcessProxy
 from tests.support.fake_openai import FakeOpenAI, Status, fake_openai_process
+from tests.support.paced_sse import PacedStream
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -230,78 +228,21 @@ def test_a_vllm_or_proxy_that_is_down_is_a_503_that_says_which(sdk, cp_settings,
     assert error.value.status_code == 503 and "serving proxy" in error.value.message
 
 
-class SlowStream(ThreadingHTTPServer):
-    """A vLLM stand-in that streams PIECES chat chunks GAP_S apart: whether the relay passes each
-    on as it comes can be timed exactly (the real CPU vLLM's own pace jitters with the machine's
-    load). `aborted` is set when the reader went away mid-stream."""
-
-    daemon_threads = True
-    PIECES, GAP_S = 6, 0.25
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _SlowHandler)
-        self.aborted = threading.Event()
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _SlowHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"  # the body ends when the connection does
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self._send(json.dumps({"object": "list", "data": [{"id": "slow-model", "root": "slow-model"}]}).encode())
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        try:
-            for n in range(SlowStream.PIECES):
-                delta = {"index": 0, "delta": {"content": f"{n} "}, "finish_reason": None}
-                chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "slow-model",
-                         "choices": [delta]}  # fmt: skip
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.flush()
-                time.sleep(SlowStream.GAP_S)
-            self.wfile.write(b"data: [DONE]\n\n")
-        except OSError:
-            self.server.aborted.set()
-
-    def _send(self, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 def test_a_stream_is_passed_on_as_it_is_generated_and_stopped_when_the_reader_goes(sdk, cp_settings, tmp_path):
     (tmp_path / "adapters").mkdir()
     relay.ROUTES.clear()
-    slow = SlowStream()
-    try:
-        with InProcessProxy(tmp_path, vllm_url=slow.url) as proxy:
-            cp_settings.SYNTHTUNE_SERVING_PROXY_ADDR = proxy.address
-            started, arrivals, text = time.perf_counter(), [], ""
-            for chunk in sdk.chat.completions.create(model="slow-model", messages=HELLO, stream=True):
-                arrivals.append(time.perf_counter() - started)
-                text += chunk.choices[0].delta.content
-            assert text == "".join(f"{n} " for n in range(SlowStream.PIECES))
-            # Buffered, every piece would come at the end (1.5 s); relayed, each comes as it is sent.
-            assert arrivals[0] < 0.5 * SlowStream.GAP_S * SlowStream.PIECES, arrivals
-            assert arrivals[-1] - arrivals[0] > 0.6 * SlowStream.GAP_S * (SlowStream.PIECES - 1), arrivals
+    with PacedStream() as paced, InProcessProxy(tmp_path, vllm_url=paced.url) as proxy:
+        cp_settings.SYNTHTUNE_SERVING_PROXY_ADDR = proxy.address
+        started, arrivals, text = time.perf_counter(), [], ""
+        for chunk in sdk.chat.completions.create(model="slow-model", messages=HELLO, stream=True):
+            arrivals.append(time.perf_counter() - started)
+            text += chunk.choices[0].delta.content
+        assert text == paced.text()
+        # Buffered, every piece would come at the end (1.5 s); relayed, each comes as it is sent.
+        assert arrivals[0] < 0.5 * paced.stream_s, arrivals
+        assert arrivals[-1] - arrivals[0] > 0.6 * (paced.stream_s - paced.gap_s), arrivals
 
-            with sdk.chat.completions.create(model="slow-model", messages=HELLO, stream=True) as stream:
-                next(iter(stream))  # then the reader leaves
-            assert slow.aborted.wait(SlowStream.GAP_S * SlowStream.PIECES + 2)  # the relay hung up on vLLM
-    finally:
-        slow.shutdown()
-        slow.server_close()
-        relay.ROUTES.clear()
+        with sdk.chat.completions.create(model="slow-model", messages=HELLO, stream=True) as stream:
+            next(iter(stream))  # then the reader leaves
+        assert paced.aborted.wait(paced.stream_s + 2)  # and the relay hung up on vLLM, which stops
+    relay.ROUTES.clear()
