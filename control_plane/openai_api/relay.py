@@ -127,31 +127,30 @@ class RouteTable:
         snapshot = self._snapshot
         if self._fresh(snapshot, max_age_s):
             return snapshot
-        return self.refresh(older_than=snapshot.taken if snapshot else None)
+        return self.refresh()
 
-    def refresh(self, *, older_than: float | None = None) -> Snapshot:
-        """Ask the proxy again; concurrent callers share one call (a listing newer than
-        `older_than`, made while a caller waited, is taken as is)."""
+    def refresh(self) -> Snapshot:
+        """Ask the proxy again. Concurrent callers share one call: a listing made while a caller
+        waited for the lock is taken as is."""
+        wanted_after = time.monotonic()
         with self._refresh_lock:
             snapshot = self._snapshot
             proxy = settings.SYNTHTUNE_SERVING_PROXY_ADDR
-            if (
-                snapshot
-                and snapshot.proxy == proxy
-                and older_than is not None
-                and snapshot.taken > older_than
-            ):
+            if snapshot and snapshot.proxy == proxy and snapshot.taken > wanted_after:
                 return snapshot
             listings = deployment_selectors.served_models(targets=[])
             self._snapshot = _snapshot(listings, proxy)
             return self._snapshot
 
     def lookup(self, model: str) -> tuple[Route | None, Snapshot]:
-        """The route of `model`: from the table, else from a fresh listing (asked once)."""
-        snapshot = self.current()
+        """The route of `model`: from the table, else from a fresh listing (one call at most)."""
+        snapshot = self._snapshot
+        if not self._fresh(snapshot, ROUTE_TTL_S):
+            snapshot = self.refresh()
+            return snapshot.routes.get(model), snapshot  # just asked: no second call
         route = snapshot.routes.get(model)
         if route is None:
-            snapshot = self.refresh(older_than=snapshot.taken)
+            snapshot = self.refresh()
             route = snapshot.routes.get(model)
         return route, snapshot
 
