@@ -7,6 +7,10 @@ Every variable, with its default:
 - SYNTHTUNE_DATAGEN_MAX_RUNNING_JOBS    4                jobs generating at once; later ones queue
 - SYNTHTUNE_DATAGEN_RETRY_INITIAL_S     1.0              first backoff step after a retryable failure
 - SYNTHTUNE_DATAGEN_RETRY_MAX_S         30.0             longest backoff step, and cap on Retry-After
+- SYNTHTUNE_OUTBOUND_ALLOW              empty            networks / host names teacher and judge URLs are
+                                                         limited to (empty: any not denied)
+- SYNTHTUNE_OUTBOUND_DENY               empty            networks / host names refused on top of the built-in
+                                                         link-local and metadata list (synthtune.outbound)
 plus the shared SYNTHTUNE_* settings of synthtune.settings.CommonSettings.
 """
 
@@ -17,6 +21,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
+from synthtune.outbound import OutboundSettings
 from synthtune.settings import CommonSettings, SettingsError, env_alias
 from synthtune.settings import load_settings as shared_load_settings
 
@@ -28,7 +33,7 @@ def _env(name: str):
     return env_alias(name, name.removeprefix("SYNTHTUNE_DATAGEN_").lower())
 
 
-class DatagenSettings(CommonSettings):
+class DatagenSettings(CommonSettings, OutboundSettings):
     """Frozen settings of the datagen service; construct with `load_settings()`."""
 
     listen: str = Field(

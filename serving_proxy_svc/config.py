@@ -17,10 +17,16 @@ Every variable, with its default:
 - SYNTHTUNE_VLLM_GENERATION_TIMEOUT_S   300    timeout of one completion call
 - SYNTHTUNE_COMPARE_MAX_TOKENS          256    max_tokens of a comparison when the request sets none
 - SYNTHTUNE_COMPARE_MAX_ROWS            1000   most rows one batch comparison reads
+- SYNTHTUNE_OUTBOUND_ALLOW              empty  networks / host names a judge URL is limited to (empty: any
+                                               not denied)
+- SYNTHTUNE_OUTBOUND_DENY               empty  networks / host names refused on top of the built-in
+                                               link-local and metadata list (synthtune.outbound)
 plus the shared SYNTHTUNE_* settings of synthtune.settings.CommonSettings.
 
 Only configured targets (SYNTHTUNE_VLLM_URL and the replicas) may be named in a
-request: the proxy forwards tokens, so it must not call arbitrary URLs.
+request: the proxy forwards tokens, so it must not call arbitrary URLs. The one URL
+a request does name, a batch comparison's judge, passes the outbound policy
+(SYNTHTUNE_OUTBOUND_*), unless it is one of those configured targets.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from synthtune.outbound import OutboundSettings
 from synthtune.settings import CommonSettings, SettingsError, env_alias
 from synthtune.settings import load_settings as _load
 
@@ -51,7 +58,7 @@ def normalize_target(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-class ProxySettings(CommonSettings):
+class ProxySettings(CommonSettings, OutboundSettings):
     """Frozen settings of the serving proxy; construct with `load_settings()`."""
 
     listen: str = Field(default="127.0.0.1:50053",
