@@ -43,6 +43,7 @@ class JobManager:
         self.data_root = Path(settings.data_root).resolve()
         self.store = JobStore(self.data_root)
         self._client_factory = client_factory
+        self.outbound = settings.outbound_policy
         self._tasks: dict[str, asyncio.Task] = {}
         self._stop_reasons: dict[str, str] = {}
         self._running_slots = asyncio.Semaphore(settings.max_running_jobs)
@@ -92,6 +93,7 @@ class JobManager:
         spec = validate_spec(
             spec, max_rows=self.settings.max_rows, max_concurrency=self.settings.max_concurrency
         )
+        self._check_outbound(spec)
         if spec.dataset_name.endswith(".meta"):
             raise InvalidArgument(
                 "dataset_name must not end in .meta: datasets/<name>.meta.jsonl holds a dataset's row metadata.",
@@ -150,6 +152,8 @@ class JobManager:
             raise FailedPrecondition(
                 f"job {job_id} can no longer run here: {exc.message}", field="job_id"
             ) from None
+        # Checked again: the policy or what the names resolve to may have changed since the start.
+        self._check_outbound(spec)
         self.store.set_state(job, JobState.QUEUED)
         logger.info("generation resumed", extra={"job_id": job.job_id, "kept": job.counts.kept})
         self._launch(job, spec)
@@ -234,6 +238,13 @@ class JobManager:
         rows = len(read_rows(self.data_root, spec.source_path, field="source_path"))
         return min(spec.num_rows, rows) if spec.num_rows else rows
 
+    def _check_outbound(self, spec: GenerationSpec) -> None:
+        """InvalidArgument naming the field when the teacher's or the judge's URL is refused."""
+        if spec.mode is not Mode.CURATE:
+            self.outbound.check_url(spec.endpoint.base_url, field="endpoint.base_url")
+        if spec.filters.judge.enabled:
+            self.outbound.check_url(spec.filters.judge.endpoint.base_url, field="filters.judge.endpoint.base_url")
+
     def _refuse_when_closing(self) -> None:
         if self._closing:
             raise Unavailable("the datagen service is shutting down; try again shortly.")
@@ -311,6 +322,7 @@ class JobManager:
             requests_per_minute=limits.requests_per_minute,
             backoff_initial_s=self.settings.retry_initial_s,
             backoff_max_s=self.settings.retry_max_s,
+            outbound=self.outbound,
         )
 
     def _hold_secret(self, token: str) -> None:

@@ -27,6 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_random_exponential
 
 from synthtune.logs import REDACTED, redact_text
+from synthtune.outbound import OutboundPolicy, OutboundRefused, guarded_transport
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class ClientConfig:
     requests_per_minute: float  # 0: unlimited
     backoff_initial_s: float
     backoff_max_s: float
+    # Checked on every new connection (synthtune.outbound); None: no check (tests' own clients).
+    outbound: OutboundPolicy | None = None
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -105,14 +108,17 @@ class ChatClient:
         headers = {"Accept": "application/json"}
         if config.token:
             headers["Authorization"] = f"Bearer {config.token}"
+        limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+        transport = None
+        if config.outbound is not None:
+            transport = guarded_transport(config.outbound, verify=not config.skip_tls_verify, limits=limits)
         self._http = httpx.AsyncClient(
             base_url=config.base_url + "/",
             headers=headers,
             timeout=httpx.Timeout(config.timeout_s),
             verify=not config.skip_tls_verify,
-            limits=httpx.Limits(
-                max_connections=config.concurrency, max_keepalive_connections=config.concurrency
-            ),
+            limits=limits,
+            transport=transport,
             follow_redirects=False,
         )
         self._slots = asyncio.Semaphore(config.concurrency)
@@ -197,6 +203,9 @@ class ChatClient:
                 raise EndpointError(
                     f"request timed out after {self.config.timeout_s:g}s", retryable=True
                 ) from None
+            except OutboundRefused as exc:
+                # The name now resolves somewhere the policy denies: no retry can make it allowed.
+                raise EndpointError(OutboundPolicy.message(self.config.base_url, str(exc)), fatal=True) from None
             except httpx.TransportError as exc:
                 if _caused_by(exc, ssl.SSLCertVerificationError):
                     # Retrying can't fix an untrusted certificate; say what can.
