@@ -27,6 +27,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import ssl
 import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -271,7 +272,8 @@ async def _resolve_async(host: str, port: int) -> list[IPAddress]:
     return list(dict.fromkeys(a for info in infos if (a := _address(str(info[4][0]))) is not None))
 
 
-def guarded_transport(policy: OutboundPolicy, *, verify: bool = True, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+def guarded_transport(policy: OutboundPolicy, *, verify: bool | ssl.SSLContext = True,
+                      limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
     """An httpx transport whose every new connection passes `policy` (raising OutboundRefused).
 
     Passing a transport also turns off HTTP(S)_PROXY from the environment, on purpose: through a

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import ssl
+import subprocess
 
 import httpx
 import pytest
 
+from datagen_svc.config import load_settings
 from synthtune.errors import InvalidArgument
 from synthtune.outbound import DEFAULT_DENY, OutboundPolicy, OutboundRefused, guarded_transport, parse_rules
+from synthtune.settings import SettingsError
+from tests.conftest import require_system_dep
+from tests.support.fake_openai import FakeOpenAI
 
 DEFAULT = OutboundPolicy.from_settings()
 
@@ -114,9 +121,6 @@ def test_bad_entries_fail_naming_the_variable(text):
 
 
 def test_the_settings_fail_fast_on_a_bad_entry(tmp_path):
-    from datagen_svc.config import load_settings
-    from synthtune.settings import SettingsError
-
     with pytest.raises(SettingsError, match="SYNTHTUNE_OUTBOUND_ALLOW"):
         load_settings(data_root=tmp_path, grpc_token="x" * 20, outbound_allow="10.0.0.1/8")
     settings = load_settings(data_root=tmp_path, grpc_token="x" * 20, outbound_deny=" 10.0.0.0/8 ,, fc00::/7")
@@ -159,3 +163,26 @@ def test_each_connection_is_checked_again_when_the_name_now_resolves_to_a_denied
             asyncio.run(call(host))
     assert listener.accepted() == 0
     listener.sock.close()
+
+
+def test_tls_through_the_guarded_transport_verifies_the_url_host_not_the_pinned_address(tmp_path):
+    """The transport connects to the checked IP; the certificate must still be checked against the name."""
+    require_system_dep(shutil.which("openssl") is not None, "openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    trusted = ssl.create_default_context(cafile=str(cert))
+
+    async def models(url: str) -> int:
+        transport = guarded_transport(DEFAULT, verify=trusted, limits=httpx.Limits(max_connections=1))
+        async with httpx.AsyncClient(transport=transport) as client:
+            return (await client.get(url, timeout=5)).status_code
+
+    with FakeOpenAI(tls=(cert, key)) as fake:
+        by_name = fake.base_url.replace("127.0.0.1", "localhost")
+        assert asyncio.run(models(by_name + "/models")) == 200
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+            asyncio.run(models(fake.base_url + "/models"))  # the cert names localhost, not 127.0.0.1
