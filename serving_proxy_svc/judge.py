@@ -34,6 +34,7 @@ from tenacity.wait import wait_random_exponential
 from synthtune.errors import InvalidArgument, Unavailable
 from synthtune.json_text import json_objects
 from synthtune.logs import REDACTED, redact_text
+from synthtune.outbound import OutboundPolicy, OutboundRefused, guarded_transport
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class JudgeConfig:
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_retries: int = DEFAULT_MAX_RETRIES
     max_tokens: int = DEFAULT_MAX_TOKENS
+    # Checked on every new connection (synthtune.outbound); None: none (one of the proxy's own targets).
+    outbound: OutboundPolicy | None = field(default=None, repr=False, compare=False)
 
     @property
     def pairwise(self) -> bool:
@@ -163,10 +166,11 @@ class JudgeClient:
     def __init__(self, config: JudgeConfig):
         self.config = config
         headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+        limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+        transport = None if config.outbound is None else guarded_transport(config.outbound, limits=limits)
         self._http = httpx.AsyncClient(
             base_url=config.base_url + "/", headers=headers, timeout=httpx.Timeout(config.timeout_s),
-            limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency),
-            follow_redirects=False)
+            limits=limits, transport=transport, follow_redirects=False)
         self._slots = asyncio.Semaphore(config.concurrency)
         self._backoff = wait_random_exponential(multiplier=0.5, max=8.0)
 
@@ -183,6 +187,9 @@ class JudgeClient:
         except (httpx.TimeoutException, TimeoutError):
             raise Unavailable(f"the judge at {where} did not answer GET /models in time.",
                               field="judge.base_url") from None
+        except OutboundRefused as exc:
+            raise InvalidArgument(OutboundPolicy.message(where, str(exc), field="judge.base_url"),
+                                  field="judge.base_url") from None
         except httpx.TransportError as exc:
             raise Unavailable(f"the judge at {where} is unreachable ({self._scrub(_reason(exc))}): is it running "
                               "at that URL?", field="judge.base_url") from None
@@ -233,6 +240,8 @@ class JudgeClient:
             except (httpx.TimeoutException, TimeoutError):
                 raise JudgeCallError(f"the judge did not answer within {timeout_s:g}s", retryable=True,
                                      unreachable=True) from None
+            except OutboundRefused as exc:
+                raise JudgeCallError(OutboundPolicy.message(self.config.base_url, str(exc)), fatal=True) from None
             except httpx.TransportError as exc:
                 raise JudgeCallError(f"the judge is unreachable ({_reason(exc)})", retryable=True,
                                      unreachable=True) from None

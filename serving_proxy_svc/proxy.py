@@ -225,6 +225,8 @@ class ServingProxy:
                                   f"{self.settings.compare_max_rows}.", field="limit")
         path, relative = self._rows_path(adapter, dataset_path)
         rows = _read_rows(path, relative, limit or self.settings.compare_max_rows)
+        if judge is not None:
+            judge = self._judge_outbound(judge)
         fmt = adapter.prompt_format
         sides: dict[str, dict[str, list]] = {side: {"exact": [], "chrf": [], "latency": [], "finish": []}
                                              for side in ("base", "adapter")}
@@ -307,11 +309,23 @@ class ServingProxy:
         URL is trusted with it already. Any other URL only ever gets the judge's own token."""
         if judge.token or not vllm_token:
             return judge
+        return replace(judge, token=vllm_token) if self._own_target(judge.base_url) else judge
+
+    def _own_target(self, url: str) -> bool:
         try:
-            own = normalize_target(judge.base_url) in self.settings.known_targets
+            return normalize_target(url) in self.settings.known_targets
         except ValueError:
-            own = False
-        return replace(judge, token=vllm_token) if own else judge
+            return False
+
+    def _judge_outbound(self, judge: JudgeConfig) -> JudgeConfig:
+        """`judge` with the outbound policy to check its connections; InvalidArgument naming
+        judge.base_url when the policy refuses it now. One of the proxy's own vLLM targets is
+        exempt: an operator configured it, a request did not."""
+        if self._own_target(judge.base_url):
+            return judge
+        policy = self.settings.outbound_policy
+        policy.check_url(judge.base_url, field="judge.base_url")
+        return replace(judge, outbound=policy)
 
     # -- per replica --------------------------------------------------------------------------
 

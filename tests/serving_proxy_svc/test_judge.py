@@ -302,3 +302,24 @@ def test_the_wilson_interval():
     assert wilson_interval(0, 5) == pytest.approx((0.0, 0.4344825), abs=1e-6)
     assert wilson_interval(5, 5) == pytest.approx((0.5655175, 1.0), abs=1e-6)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_a_judge_url_the_outbound_policy_denies_is_refused_before_any_call(make_proxy, data_root, vllm, judge):
+    """A request names the judge, so its URL passes synthtune.outbound; the proxy's own vLLM targets,
+    named by the operator, don't: with loopback denied they still answer, as vLLM and as the judge."""
+    write_adapter(data_root / "adapters", ADAPTER, base="fake-model")
+    proxy = make_proxy(data_root, vllm_url=vllm.base_url, outbound_deny="127.0.0.0/8")
+    path = data_root / "datasets" / "rows.jsonl"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"instruction": "win", "output": GOOD}) + "\n")
+    for url, rule in (("http://169.254.169.254/v1", "169.254.0.0/16"), (judge.base_url, "127.0.0.0/8")):
+        error = rpc_error(proxy.compare_batch, ADAPTER, dataset_path="datasets/rows.jsonl",
+                          judge=pb.Judge(base_url=url, model="judge-model"))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "judge.base_url" in error.details() and rule in error.details() and "SYNTHTUNE_OUTBOUND" in error.details()
+    assert judge.requests == [] and vllm.chat_requests() == []
+    vllm.respond = lambda body: (judge_reply(body) if "<answer_a>" in str(body["messages"])
+                                 else GOOD if body["model"] == ADAPTER else BAD)
+    events = proxy.compare_batch(ADAPTER, dataset_path="datasets/rows.jsonl",
+                                 judge=pb.Judge(base_url=vllm.base_url, model="fake-model", request_timeout_s=5))
+    assert events[-1].summary.judge.wins == 1
