@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from secrets import token_hex
 
 from rest_framework import serializers
+from rest_framework.exceptions import ParseError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -357,14 +358,23 @@ class CompareApi(LegacyApi):
 # --- UI events --------------------------------------------------------------------------------
 
 
+EVENT_NAME_MAX_CHARS = 200
+
+
 class EventLogInputSerializer(OldBodySerializer):
-    event = _text(max_length=200)
+    event = _text(max_length=100_000)  # cut to EVENT_NAME_MAX_CHARS for the log, never refused
     payload = serializers.JSONField(required=False, default=None)
 
 
 class EventLogApi(LegacyApi):
     def post(self, request):
-        data = validated(EventLogInputSerializer, request.data)
+        # The old app read this body with get_json(silent=True) (app.py:73): a body that isn't
+        # JSON, or none, was an unknown event answered {"status": "ok"}, not a 400.
+        try:
+            body = request.data
+        except ParseError:
+            body = {}
+        data = validated(EventLogInputSerializer, body if body is not None else {})
         payload = redact(data["payload"])  # secret-looking keys, Bearer and token= patterns
         size = len(json.dumps(payload))
         if size > EVENT_PAYLOAD_MAX_CHARS:
@@ -372,7 +382,7 @@ class EventLogApi(LegacyApi):
         logger.info(
             "ui event",
             extra={
-                "event": f"ui:{data['event'] or 'unknown'}",
+                "event": f"ui:{data['event'][:EVENT_NAME_MAX_CHARS] or 'unknown'}",
                 "path": request.path,
                 "user_agent": request.headers.get("User-Agent", "")[:300],
                 "payload": payload,

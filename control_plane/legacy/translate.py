@@ -140,12 +140,14 @@ def generation_finished(*, job_id: str, wait_s: float, poll_s: float = 0.1) -> G
 
 
 def generation_meta(job: GenerationJob) -> dict[str, Any]:
-    """The old /generate_data `meta` for a finished job: which file, how many rows."""
+    """The old /generate_data `meta` for a finished job: the old app's `file_name`, `file_path`
+    and `num_rows` (a string, as it sent it: its page shows them), then synthtune's own counts."""
     dataset = job.dataset
     return {
+        "file_name": dataset_file_name(dataset),
+        "file_path": str(storage.absolute(dataset.path)),
+        "num_rows": str(dataset.rows),
         "dataset": dataset.name,
-        "file": dataset_file_name(dataset),
-        "path": str(storage.absolute(dataset.path)),
         "rows_requested": job.target_rows,
         "rows_written": dataset.rows,
         "dropped": job.dropped,

@@ -15,6 +15,8 @@ import pytest
 
 from synthtune.readiness import free_port
 from tests.control_plane.deployments.helpers import pattern_rows
+from tests.control_plane.legacy import old_app
+from tests.control_plane.legacy.old_app import assert_shape
 from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.slow
@@ -62,12 +64,7 @@ def http(stack):
 
 def fails(response: httpx.Response, status: int, *fragments: str) -> str:
     """Assert the old failure envelope with `status`, its message holding each fragment."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["status"] == "error" and set(body) == {"status", "message"}, body
-    for fragment in fragments:
-        assert fragment in body["message"], body["message"]
-    return body["message"]
+    return old_app.assert_error(response, status, *fragments)
 
 
 def upload(http, name: str, rows: list[dict]) -> None:
@@ -133,16 +130,20 @@ def test_generate_data_is_synchronous_and_lists_the_file(stack, http, vllm_serve
     )
     assert response.status_code == 200, response.text
     body = response.json()
+    assert_shape(body, old_app.GENERATE_DATA, status="success")
     meta = body["meta"]
-    assert body["status"] == "success" and meta["rows_written"] == 3 and meta["file"].endswith(".jsonl")
-    written = Path(meta["path"])
-    assert written == stack.stack.config.data_root.resolve() / "datasets" / meta["file"]
+    # What the old page prints (index.html:61-63): file_name, file_path, num_rows (a string).
+    assert_shape(meta, old_app.GENERATE_DATA_META, extra=old_app.EXTRA_GENERATE_DATA_META)
+    assert meta["num_rows"] == "3" and meta["rows_written"] == 3 and meta["file_name"].endswith(".jsonl")
+    assert meta["model"] == vllm_server.model
+    written = Path(meta["file_path"])
+    assert written == stack.stack.config.data_root.resolve() / "datasets" / meta["file_name"]
     rows = written.read_text().splitlines()
     assert len(rows) == 3 and all('"instruction": "Name a colour."' in row for row in rows)
 
     listed = http.get("/list_datasets").json()
-    assert listed["status"] == "success"
-    assert {"name": meta["file"], "size_bytes": written.stat().st_size, "num_rows": 3} in listed["files"]
+    assert_shape(listed, old_app.LIST_DATASETS, status="success")
+    assert {"name": meta["file_name"], "size_bytes": written.stat().st_size, "num_rows": 3} in listed["files"]
     # The same record through /api/v1: one implementation.
     assert http.get(f"/api/v1/datasets/{meta['dataset']}/").json()["rows"] == 3
 
@@ -197,11 +198,12 @@ def test_finetune_hotload_compare_unload(stack, http, vllm_server, down_url):
             "max_seq_len": 128,
         },
     ).json()
-    assert started["status"] == "started"
+    assert_shape(started, old_app.FINETUNE, status="started")
     job_id = started["job_id"]
     seen, deadline = [], time.monotonic() + 300
     while time.monotonic() < deadline:
         status = http.get("/finetune_status", params={"job_id": job_id}).json()
+        assert_shape(status, old_app.FINETUNE_STATUS, extra=old_app.EXTRA_FINETUNE_STATUS)
         seen.append(status["status"])
         if status["status"] in ("done", "error"):
             break
@@ -216,6 +218,7 @@ def test_finetune_hotload_compare_unload(stack, http, vllm_server, down_url):
     run = http.get(f"/api/v1/runs/{job_id}/").json()
     assert run["adapter"] == name and run["hyperparameters"]["batch_size"] == 2  # the old default
     listed = http.get("/list_exported_adapters").json()
+    assert_shape(listed, old_app.LIST_EXPORTED_ADAPTERS, status="success")
     assert {"name": name, "path": str(adapter_dir)} in listed["adapters"]
 
     # Hot-load: vllm_url must be one the proxy is configured for; exported_adapter defaults to
@@ -235,7 +238,8 @@ def test_finetune_hotload_compare_unload(stack, http, vllm_server, down_url):
                                                  "adapter_name": STEM})
     assert loaded.status_code == 200, loaded.text
     body = loaded.json()
-    assert body["status"] == "success" and body["adapter_name"] == name and body["response"]["ok"] is True
+    assert_shape(body, old_app.HOTLOAD_ADAPTER, status="success")
+    assert body["adapter_name"] == name and body["response"]["ok"] is True
     assert body["lora_path"] == str(adapter_dir)  # where this vLLM loaded it from
     [deployment] = http.get("/api/v1/deployments/", params={"adapter": name}).json()["results"]
     assert deployment["state"] == "loaded" and deployment["target"] == vllm_server.url
@@ -253,7 +257,8 @@ def test_finetune_hotload_compare_unload(stack, http, vllm_server, down_url):
         compared = http.post("/compare", json=compare)
         assert compared.status_code == 200, compared.text
         result = compared.json()
-        assert result["status"] == "success" and isinstance(result["base"], str) and result["finetuned"]
+        assert_shape(result, old_app.COMPARE, extra=old_app.EXTRA_COMPARE, status="success")
+        assert result["finetuned"]
         assert result["prompt_format"] == "chat"  # the adapter's recorded format: the one difference
         assert result["base"] != result["finetuned"]
         comparison = http.get("/api/v1/comparisons/", params={"adapter": name}).json()["results"][0]
@@ -267,9 +272,11 @@ def test_finetune_hotload_compare_unload(stack, http, vllm_server, down_url):
         fails(http.post("/compare", json={**compare, "max_new_tokens": 0}), 400, "max_new_tokens")
         fails(http.post("/compare", json={**compare, "base_url": down_url}), 502, down_url)
     finally:
+        # adapter_name: the exported adapter's name, as the old page sends it (index.html:194, 207).
         unloaded = http.post("/unload_adapter", json={"vllm_url": vllm_server.url, "adapter_name": name,
                                                       "token": VLLM_TOKEN})
     assert unloaded.status_code == 200, unloaded.text
+    assert_shape(unloaded.json(), old_app.UNLOAD_ADAPTER, status="success")
     assert unloaded.json() == {"status": "success", "adapter_name": name,
                                "response": {"ok": True, "target": vllm_server.url, "state": "unloaded"}}
     fails(http.post("/unload_adapter", json={"vllm_url": vllm_server.url, "adapter_name": name}), 400,
