@@ -64,12 +64,26 @@ class ServerHandle:
     service_names: tuple[str, ...]
 
 
+# The status travels in trailing metadata (the message percent-encoded, the details in base64), and
+# clients drop a reply whose metadata passes 8 KiB: they would see RESOURCE_EXHAUSTED ("Stream removed")
+# instead of the status. Messages that quote a huge input are cut to this many UTF-8 bytes.
+MAX_MESSAGE_BYTES = 1024
+
+
+def _shorten(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[: limit - 20].decode("utf-8", errors="ignore") + " … (message cut)"
+
+
 def _status_for(error: SynthtuneError) -> grpc.Status:
-    status = status_pb2.Status(code=getattr(code_pb2, error.code), message=error.message)
+    message = _shorten(error.message)
+    status = status_pb2.Status(code=getattr(code_pb2, error.code), message=message)
     if error.field:
         detail = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
+                error_details_pb2.BadRequest.FieldViolation(field=_shorten(error.field, 256), description=message)
             ]
         )
         status.details.add().Pack(detail)

@@ -32,6 +32,8 @@ class _Probe(pb_grpc.DatagenServiceServicer):
             raise InvalidArgument("num_rows must be between 1 and 100000", field="num_rows")
         if request.job_id == "boom":
             raise RuntimeError("bug")
+        if len(request.job_id) > 1000:  # an error that quotes a huge input, as "no job '<id>'" does
+            raise InvalidArgument(f"job_id {request.job_id!r} is not an id", field="job_id")
         return pb.GetGenerationResponse(job=pb.GenerationJob(job_id=request_id_var.get()))
 
     async def WatchGeneration(self, request, context):
@@ -140,6 +142,23 @@ def test_domain_errors_become_precise_statuses_with_field_details():
         assert violation.field_violations[0].field == "num_rows"
         boom = await code_of("boom")
         assert boom.code() == grpc.StatusCode.INTERNAL and "rid-e" in boom.details()
+
+    asyncio.run(_with_server(body))
+
+
+def test_an_error_quoting_a_huge_input_still_arrives_with_its_code():
+    # The gRPC fuzz found it: "no generation job '<5000 chars>'" passed the client's 8 KiB metadata
+    # limit, so the caller got RESOURCE_EXHAUSTED "Stream removed" instead of the status.
+    async def body(stub, channel):
+        for job_id in ("x" * 5000, "é" * 70_000, "🙂" * 30_000):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.GetGeneration(pb.GetGenerationRequest(job_id=job_id), metadata=AUTH, timeout=5)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()[:200]
+            assert info.value.details().startswith(f"job_id '{job_id[:50]}")
+            assert info.value.details().endswith("(message cut)") and len(info.value.details().encode()) <= 1024
+            violation = error_details_pb2.BadRequest()
+            assert rpc_status.from_call(info.value).details[0].Unpack(violation)
+            assert violation.field_violations[0].field == "job_id"
 
     asyncio.run(_with_server(body))
 
