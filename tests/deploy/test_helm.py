@@ -392,6 +392,53 @@ def test_trainer_checkpoint_and_launcher_values_reach_its_settings():
                          "LAUNCHER")] == ["50", "2", "3", "72", "local"]
 
 
+CLUSTER_PRIVATE = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+
+
+def _outbound_policies(manifests) -> dict:
+    """component -> the OutboundPolicy its pod's env makes (parsed by synthtune.outbound itself)."""
+    from synthtune.outbound import OutboundPolicy
+
+    policies = {}
+    for component in ("datagen", "serving-proxy"):
+        container = k8s.pod(manifests, component).container(component)
+        policies[component] = OutboundPolicy.from_settings(
+            allow=k8s.env_value(container, "SYNTHTUNE_OUTBOUND_ALLOW"),
+            deny=k8s.env_value(container, "SYNTHTUNE_OUTBOUND_DENY"))
+    return policies
+
+
+@pytest.mark.parametrize("scenario_name", ["default", "all-on"])
+def test_the_chart_denies_teacher_and_judge_urls_in_the_cluster_private_ranges_by_default(scenario_name):
+    from synthtune.errors import InvalidArgument
+
+    manifests = manifests_of(scenario_name)
+    for component, policy in _outbound_policies(manifests).items():
+        env = k8s.env(k8s.pod(manifests, component).container(component))
+        assert env["SYNTHTUNE_OUTBOUND_DENY"]["value"] == CLUSTER_PRIVATE and env["SYNTHTUNE_OUTBOUND_ALLOW"]["value"] == ""
+        for url in ("http://10.96.0.10:8000/v1", "http://172.20.1.1/v1", "http://192.168.1.5/v1", "http://[fd12::5]/v1",
+                    "http://169.254.169.254/latest", "http://[fd00:ec2::254]/"):  # the services' own defaults stay
+            with pytest.raises(InvalidArgument):
+                policy.check_url(url, field="base_url")
+        policy.check_url("http://203.0.113.7/v1", field="base_url")  # an outside endpoint passes
+    # vLLM is the proxy's configured target, not a request's URL: it is never checked by the policy
+    # (serving_proxy_svc.proxy exempts its known targets), so the deny list cannot cut the proxy off.
+    assert "SYNTHTUNE_OUTBOUND_DENY" not in k8s.env(k8s.pod(manifests, "vllm").container("vllm"))
+
+
+def test_outbound_values_replace_the_charts_deny_list_and_set_an_allow_list():
+    from synthtune.errors import InvalidArgument
+
+    manifests = render({"outbound": {"deny": [], "allow": ["10.42.0.0/16", ".openai.com"]}})
+    for policy in _outbound_policies(manifests).values():
+        policy.check_url("http://10.42.3.4:8000/v1", field="base_url")  # an in-cluster teacher, now allowed
+        for url in ("http://10.43.0.1/v1", "http://169.254.169.254/"):  # not in allow; always denied
+            with pytest.raises(InvalidArgument):
+                policy.check_url(url, field="base_url")
+    container = k8s.pod(render({"outbound": {"deny": "100.64.0.0/10"}}), "datagen").container("datagen")
+    assert k8s.env_value(container, "SYNTHTUNE_OUTBOUND_DENY") == "100.64.0.0/10"  # a comma string works too
+
+
 @pytest.mark.parametrize("scenario_name", ["default", "all-on"])
 def test_the_control_plane_sends_vllm_the_proxys_key_and_has_the_autoload_setting(scenario_name):
     manifests = manifests_of(scenario_name)

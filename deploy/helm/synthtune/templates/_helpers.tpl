@@ -101,6 +101,15 @@ replica (a Deployment) is its Service. */}}
 {{- end }}
 {{- end }}
 
+{{/* env of datagen and the serving proxy: the outbound policy for teacher and judge URLs
+(values outbound.*, lists or comma strings). */}}
+{{- define "synthtune.outboundEnv" -}}
+- name: SYNTHTUNE_OUTBOUND_DENY
+  value: {{ join "," (.Values.outbound.deny | default list) | quote }}
+- name: SYNTHTUNE_OUTBOUND_ALLOW
+  value: {{ join "," (.Values.outbound.allow | default list) | quote }}
+{{- end }}
+
 {{/* env: one key of the release's Secret. */}}
 {{- define "synthtune.secretEnv" -}}
 - name: {{ .name }}
