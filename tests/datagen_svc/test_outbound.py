@@ -48,6 +48,17 @@ def test_the_metadata_address_is_refused_at_start_before_any_connection(data_roo
     assert not (data_root / "jobs" / "datagen").exists() or not list((data_root / "jobs" / "datagen").iterdir())
 
 
+def test_a_curate_jobs_judge_is_checked_too(data_root):
+    curate = pb.StartGenerationRequest(dataset_name="curated", mode=pb.GENERATION_MODE_CURATE,
+                                       source_path="datasets/source.jsonl")
+    curate.filters.judge.endpoint.CopyFrom(pb.Endpoint(base_url="http://metadata.google.internal/v1", model="j"))
+    with InProcessDatagen(data_root) as server:
+        client = Datagen(server.address, data_root)
+        field, message = refusal(lambda: client.start(curate))
+        assert field == "filters.judge.endpoint.base_url" and "deny entry metadata.google.internal" in message
+        client.close()
+
+
 def test_resume_checks_the_urls_again(data_root, fake):
     fake.default = Status(401)  # fatal: the job fails at once
     with InProcessDatagen(data_root) as server:
