@@ -176,7 +176,8 @@ class OutboundPolicy:
             if not addresses:
                 return f"host {name} does not resolve, so no address can be matched against the allow list"
             if outside:
-                return f"host {name} is {outside[0]}, which is in no allow entry"
+                shown = "" if str(outside[0]) == name else f" resolves to {outside[0]}, which"
+                return f"host {name}{shown} is in no allow entry"
         for address in addresses:
             if (network := self.deny.network_of(address)) is not None:
                 shown = "" if str(address) == name else f" resolves to {address}, which"
@@ -189,9 +190,12 @@ class OutboundPolicy:
         A name that does not resolve now passes (unless an allow list is set): no connection can
         reach it yet, and every connection is checked again (`guarded_transport`).
         """
-        parts = urlsplit(url.strip())
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise InvalidArgument(f"{field} {url[:200]!r} is not a valid URL (check the port).", field=field) from None
         host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
         reason = self.name_refusal(host) or self.refusal(host, _resolve(host, port))
         if reason is not None:
             raise InvalidArgument(self.message(url, reason, field=field), field=field,

@@ -186,3 +186,7 @@ def test_tls_through_the_guarded_transport_verifies_the_url_host_not_the_pinned_
         assert asyncio.run(models(by_name + "/models")) == 200
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
             asyncio.run(models(fake.base_url + "/models"))  # the cert names localhost, not 127.0.0.1
+
+
+def test_a_bad_port_is_invalid_argument_not_a_crash():
+    assert "check the port" in refused_field(DEFAULT, "http://h:99999/v1", field="judge.base_url").message
