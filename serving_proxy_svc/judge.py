@@ -64,6 +64,20 @@ _Z95 = 1.959963984540054
 # -- settings of one batch's judge ----------------------------------------------------------
 
 
+MAX_TOKEN_CHARS = 8192
+
+
+def check_bearer_token(token: str, *, field: str) -> str:
+    """`token` if it can go in an Authorization header (visible ASCII, no spaces); InvalidArgument otherwise.
+
+    httpx refuses anything else when it builds the request, which used to surface as INTERNAL.
+    """
+    if len(token) > MAX_TOKEN_CHARS or not all("!" <= ch <= "~" for ch in token):
+        raise InvalidArgument(f"{field} must be one bearer token of at most {MAX_TOKEN_CHARS} visible ASCII "
+                              "characters, without spaces or line breaks.", field=field)
+    return token
+
+
 @dataclass(frozen=True)
 class JudgeConfig:
     base_url: str  # ends in the API root, e.g. http://127.0.0.1:8000/v1
@@ -112,6 +126,7 @@ def check_judge(*, base_url: str, model: str, token: str, rubric: str = "", mode
         raise InvalidArgument("judge.model is required: the judge's model name.", field="judge.model")
     if token != token.strip():
         raise InvalidArgument("judge.token must not start or end with whitespace.", field="judge.token")
+    check_bearer_token(token, field="judge.token")
     mode = mode.strip() or "pairwise"
     if mode not in MODES:
         raise InvalidArgument(f"judge.mode must be one of {', '.join(MODES)} (got {mode[:40]!r}).", field="judge.mode")

@@ -45,6 +45,7 @@ from serving_proxy_svc.judge import (
     JudgeConfig,
     JudgeSummary,
     RowJudgement,
+    check_bearer_token,
     not_judged,
     summarize_judgements,
 )
@@ -401,7 +402,7 @@ class ServingProxy:
     # -- helpers --------------------------------------------------------------------------------
 
     def _token(self, token: str) -> str:
-        return token or self.settings.vllm_token
+        return check_bearer_token(token, field="token") or self.settings.vllm_token
 
     def _targets(self, requested: Sequence[str], default: Sequence[str]) -> list[str]:
         if not requested:

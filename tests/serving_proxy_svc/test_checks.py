@@ -121,6 +121,25 @@ def test_vllm_down_is_unavailable_naming_the_url(proxy, data_root, closed_url):
     assert [(t.target, t.reachable) for t in listed] == [(closed_url, False)] and closed_url in listed[0].error
 
 
+@pytest.mark.parametrize("token", ["é", "tok en", "tok\nen", "\x00", "🙂" * 3, "x" * 8193])
+def test_a_token_that_cannot_be_a_header_is_invalid(proxy, data_root, token):
+    # The gRPC fuzz found it: httpx refused to build the request to vLLM, and the caller got INTERNAL.
+    write_adapter(data_root / "adapters", "ok-v1", eval_rows=[{"instruction": "a", "output": "b"}])
+    for call in (lambda: proxy.load("ok-v1", token=token), lambda: proxy.unload("ok-v1", token=token),
+                 lambda: proxy.list(token=token), lambda: proxy.compare("Hi", "ok-v1", token=token),
+                 lambda: proxy.compare_batch("ok-v1", token=token)):
+        error = rpc_error(call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and field_of(error) == "token", error.details()
+        assert token not in error.details()
+    judge = pb.Judge(base_url=f"{closed_url_of(proxy)}/v1", model="judge", token=token)
+    error = rpc_error(proxy.compare_batch, "ok-v1", judge=judge)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and field_of(error) == "judge.token", error.details()
+
+
+def closed_url_of(proxy) -> str:
+    return proxy.settings.vllm_url
+
+
 @pytest.mark.parametrize(("fields", "field"), [
     ({"sampling": pb.Sampling(temperature=-0.1)}, "sampling.temperature"),
     ({"sampling": pb.Sampling(temperature=2.5)}, "sampling.temperature"),
