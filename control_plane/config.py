@@ -15,6 +15,14 @@ Every variable, with its default:
 - SYNTHTUNE_SSE_POLL_S          0.02                how often an event stream (SSE) looks for new events
 - SYNTHTUNE_LEGACY_ALLOW_ANONYMOUS false            true: the old Flask app's routes (/generate_data...)
                                                     answer without a login, for old clients; off by default
+- SYNTHTUNE_UPLOAD_MAX_BYTES    268435456 (256 MiB) largest uploaded file (multipart); larger: 413
+- SYNTHTUNE_BODY_MAX_BYTES      67108864 (64 MiB)   largest request body that is not a file (JSON, form fields),
+                                                    Django's DATA_UPLOAD_MAX_MEMORY_SIZE; larger: 413
+- SYNTHTUNE_THROTTLE_USER       6000/min            API calls per user (N/s, N/min, N/hour, N/day); off or empty: no limit
+- SYNTHTUNE_THROTTLE_ANON       600/min             API calls per address from callers without a login (the old routes
+                                                    with SYNTHTUNE_LEGACY_ALLOW_ANONYMOUS); off or empty: no limit
+- SYNTHTUNE_TRUSTED_PROXIES     0                   reverse proxies in front that append to X-Forwarded-For; 0: the
+                                                    peer address tells anonymous callers apart (the header is ignored)
 - SYNTHTUNE_DEFAULT_ADAPTER_NAME (none)             stem of the adapter name (<stem>-v<N>) of runs that name none
 - SYNTHTUNE_METRICS_PORT        0                   the worker's Prometheus /metrics port; 0: off
 - SYNTHTUNE_METRICS_HOST        0.0.0.0             address the worker's /metrics binds
@@ -56,6 +64,9 @@ from synthtune.settings import OldFolderVariables, settings_problems
 
 _ADDR_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+# DRF's rate syntax (it reads the period's first letter only, so "5/mango" would be 5 a minute).
+_RATE_RE = re.compile(r"^([1-9][0-9]*)/(s|sec|second|m|min|minute|h|hour|d|day)$")
+_RATE_OFF = {"", "off", "none", "0"}
 
 
 def _env(name: str) -> AliasChoices:
@@ -89,6 +100,14 @@ class ControlPlaneConfig(OldFolderVariables, BaseSettings):
     legacy_allow_anonymous: bool = Field(
         default=False, validation_alias=_env("SYNTHTUNE_LEGACY_ALLOW_ANONYMOUS")
     )
+    upload_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, validation_alias=_env("SYNTHTUNE_UPLOAD_MAX_BYTES")
+    )
+    body_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, validation_alias=_env("SYNTHTUNE_BODY_MAX_BYTES"))
+    # Generous: a guard against a runaway client, not a quota (each process counts alone).
+    throttle_user: str = Field(default="6000/min", validation_alias=_env("SYNTHTUNE_THROTTLE_USER"))
+    throttle_anon: str = Field(default="600/min", validation_alias=_env("SYNTHTUNE_THROTTLE_ANON"))
+    trusted_proxies: int = Field(default=0, ge=0, le=10, validation_alias=_env("SYNTHTUNE_TRUSTED_PROXIES"))
     default_adapter_name: str = Field(
         default="",
         max_length=100,  # the trainer appends "-v<N>" within 128 characters
@@ -126,6 +145,16 @@ class ControlPlaneConfig(OldFolderVariables, BaseSettings):
         # As the serving proxy checks it: a pasted newline would make every relayed call 401.
         if value != value.strip():
             raise ValueError("must not start or end with whitespace")
+        return value
+
+    @field_validator("throttle_user", "throttle_anon")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in _RATE_OFF:
+            return ""
+        if not _RATE_RE.match(value):
+            raise ValueError("must be N/s, N/min, N/hour or N/day (e.g. 600/min), or off")
         return value
 
     @field_validator("datagen_addr", "trainer_addr", "serving_proxy_addr")

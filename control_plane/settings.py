@@ -43,7 +43,12 @@ SYNTHTUNE_PREVIEW_MAX_ROWS = 100
 SYNTHTUNE_LEGACY_ALLOW_ANONYMOUS = CONFIG.legacy_allow_anonymous
 # Runs that name no adapter get this stem (<stem>-v<N>); empty: the trainer's "<model>-lora".
 SYNTHTUNE_DEFAULT_ADAPTER_NAME = CONFIG.default_adapter_name
-SYNTHTUNE_UPLOAD_MAX_BYTES = 256 * 1024 * 1024
+# Request bodies (control_plane.core.limits): an uploaded file up to this, anything else up to
+# DATA_UPLOAD_MAX_MEMORY_SIZE (below); past either, 413 before the body is read.
+SYNTHTUNE_UPLOAD_MAX_BYTES = CONFIG.upload_max_bytes
+# API calls per user and per anonymous address (control_plane.core.throttling); "" is no limit.
+SYNTHTUNE_THROTTLE_USER = CONFIG.throttle_user
+SYNTHTUNE_THROTTLE_ANON = CONFIG.throttle_anon
 # /v1/ inference (control_plane.openai_api.relay): vLLM's API key, masked in every log line, and
 # whether a known adapter that no vLLM serves is loaded on first use.
 SYNTHTUNE_VLLM_TOKEN = CONFIG.vllm_token
@@ -155,7 +160,13 @@ STATIC_ROOT = CONFIG.static_root
 # Serve app static files (admin, Swagger UI from the sidecar) without a collectstatic step.
 WHITENOISE_USE_FINDERS = True
 # JSON uploads carry the whole dataset in the body; multipart files stream to disk instead.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG.body_max_bytes
+
+# The throttles' counts. Local memory: each process counts alone, so with W gunicorn workers and
+# R replicas a caller may make up to W x R times the rate. Fine for a guard against runaway
+# clients; a shared count would cost a cache round trip (or, with the database cache, a write)
+# on every API call.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "synthtune"}}
 
 LOGGING_CONFIG = "control_plane.core.logging.configure"
 LOGGING = {"service": "control_plane", "level": CONFIG.log_level}
@@ -174,6 +185,14 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "control_plane.core.exceptions.api_exception_handler",
+    # Rates from SYNTHTUNE_THROTTLE_USER / _ANON, read per request (so tests can set them).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "control_plane.core.throttling.UserRateThrottle",
+        "control_plane.core.throttling.AnonRateThrottle",
+    ],
+    # X-Forwarded-For hops to trust when telling anonymous callers apart; DRF's default (None)
+    # would take the whole header, which any client can set.
+    "NUM_PROXIES": CONFIG.trusted_proxies,
     # `?format=` is ours (download as instruction or chat), not DRF's renderer switch.
     "URL_FORMAT_OVERRIDE": None,
 }
@@ -194,6 +213,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Runs, jobs and deployments each have a "state" with their own choices (generation jobs and the
     # comparison judge a "mode"): name them apart.
+    # drf-spectacular's enum hook (it rebuilds the components, so it goes first), then the
+    # framework's statuses (400, 401/403, 404, 413, 415, 429) on every operation, each error
+    # status with its body (control_plane.core.schema).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "control_plane.core.schema.postprocess_errors",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "DeploymentStateEnum": "control_plane.deployments.models.Deployment.State",
         "JudgeModeEnum": "control_plane.deployments.apis.JUDGE_MODES",

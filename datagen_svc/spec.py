@@ -359,9 +359,10 @@ def _validate_endpoint(endpoint: Endpoint, *, prefix: str = "endpoint") -> Endpo
         )
     if len(endpoint.model) > 512:
         raise InvalidArgument(f"{prefix}.model is longer than 512 characters.", field=f"{prefix}.model")
-    if any(ch in endpoint.token for ch in "\r\n\t ") or len(endpoint.token) > 8192:
+    # Visible ASCII only: anything else can't go in an Authorization header (httpx refuses it mid-job).
+    if not all("!" <= ch <= "~" for ch in endpoint.token) or len(endpoint.token) > 8192:
         raise InvalidArgument(
-            f"{prefix}.token must be a single bearer token without spaces or line breaks.",
+            f"{prefix}.token must be a single bearer token of visible ASCII characters, without spaces or line breaks.",
             field=f"{prefix}.token",
         )
     timeout = endpoint.request_timeout_s

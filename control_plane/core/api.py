@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.exceptions import Throttled
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
+
+from control_plane.core.limits import check_content_length
 
 
 class JsonErrorsMixin:
@@ -39,6 +42,22 @@ class ApiView(JsonErrorsMixin, APIView):
     def as_view(cls, **initkwargs):
         return login_not_required(super().as_view(**initkwargs))
 
+    def initial(self, request, *args, **kwargs):
+        # Before authentication: a body over its limit is refused (413) without being read.
+        check_content_length(request)
+        super().initial(request, *args, **kwargs)
+
+    def check_throttles(self, request):
+        # DRF's, with a message that names the limit that was reached and its setting.
+        refused = [throttle for throttle in self.get_throttles() if not throttle.allow_request(request, self)]
+        if refused:
+            waits = [wait for throttle in refused if (wait := throttle.wait()) is not None]
+            limits = "; ".join(throttle.describe() for throttle in refused if hasattr(throttle, "describe"))
+            raise Throttled(
+                max(waits, default=None),
+                detail=f"Too many requests: the limit is {limits or 'reached'}.",  # DRF adds when to retry
+            )
+
 
 def paginated_response(*, queryset, serializer_class: type[Serializer], request, view: APIView) -> Response:
     """A page of `queryset` in the limit/offset envelope (count, next, previous, results)."""
@@ -56,6 +75,14 @@ class IgnoreClientContentNegotiation(BaseContentNegotiation):
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
+
+
+class EventStreamApi(ApiView):
+    # Server-Sent Events (core.sse): their own media type, and no throttle. A browser's
+    # EventSource gives up for good on an answer that isn't 200 or 204, so a 429 would end a live
+    # page; a stream costs one request per response (about every SYNTHTUNE_SSE_MAX_S).
+    content_negotiation_class = IgnoreClientContentNegotiation
+    throttle_classes = ()
 
 
 class SchemaView(JsonErrorsMixin, SpectacularAPIView):

@@ -32,6 +32,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "PayloadTooLarge",
     "SynthtuneError",
     "Unavailable",
     "UpstreamError",
@@ -52,6 +53,19 @@ _TYPED: dict[str, type[SynthtuneError]] = {
         DeadlineExceeded,
     )
 }
+
+
+class PayloadTooLarge(SynthtuneError):
+    """A request body (or an uploaded file) over a configured limit: HTTP 413.
+
+    HTTP-only, like METHOD_NOT_ALLOWED: no service raises it (a gRPC message over its limit is
+    RESOURCE_EXHAUSTED there), so its code is not a google.rpc name."""
+
+    code = "PAYLOAD_TOO_LARGE"
+
+    @property
+    def http_status(self) -> int:
+        return 413
 
 
 class UpstreamError(SynthtuneError):

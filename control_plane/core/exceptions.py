@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -13,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from control_plane.core.errors import SynthtuneError, error_body
+from control_plane.core.limits import body_too_large
 from synthtune.logs import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ def _api_body(exc: drf.APIException) -> dict[str, Any]:
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     """DRF's EXCEPTION_HANDLER: typed errors, DRF errors and surprises all get the one body."""
     set_rollback()
+    if isinstance(exc, RequestDataTooBig):  # Django's own check: multipart fields past the body limit
+        exc = body_too_large()
     if isinstance(exc, SynthtuneError):
         return Response(
             error_body(message=exc.message, code=exc.code, extra=exc.extra), status=exc.http_status
@@ -87,14 +91,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
-    elif isinstance(exc, RequestDataTooBig):
-        exc = drf.ParseError("The request body is too large; upload the file as multipart/form-data instead.")
     if isinstance(exc, drf.APIException):
         headers = {}
         if auth_header := getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = auth_header
-        if wait := getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(wait))
+        if isinstance(exc, drf.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))  # whole seconds, never "0"
         return Response(_api_body(exc), status=exc.status_code, headers=headers)
     # A bug, not bad input: log it, and still answer in the one body.
     logger.exception("unhandled error in API view", extra={"view": type(context.get("view")).__name__})

@@ -16,7 +16,13 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response, validated
+from control_plane.core.api import (
+    ApiView,
+    EventStreamApi,
+    IgnoreClientContentNegotiation,
+    paginated_response,
+    validated,
+)
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.datasets import generation as limits
 from control_plane.datasets import selectors, services, versions
@@ -378,7 +384,7 @@ class DatasetCollectionApi(ApiView):
     @extend_schema(
         operation_id="datasets_upload",
         request=DatasetUploadInputSerializer,
-        responses={201: DatasetOutputSerializer, 400: ERROR, 409: ERROR},
+        responses={201: DatasetOutputSerializer, 400: ERROR, 409: ERROR, 413: ERROR},
         description="Upload JSONL in the instruction or chat format. Bad lines are reported by number "
         "in extra.errors.",
     )
@@ -555,8 +561,7 @@ class GenerationJobEventsApi(ApiView):
         return Response(body)
 
 
-class GenerationJobEventStreamApi(ApiView):
-    content_negotiation_class = IgnoreClientContentNegotiation
+class GenerationJobEventStreamApi(EventStreamApi):
 
     @stream_schema(operation_id="generation_jobs_events_stream", subject="job")
     def get(self, request, job_id: str):

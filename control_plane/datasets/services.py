@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
+from control_plane.core import limits
 from control_plane.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, SynthtuneError
 from control_plane.core.events import EventRecord
 from control_plane.datasets import storage
@@ -384,10 +385,10 @@ def dataset_delete(*, dataset: Dataset) -> None:
 
 def jsonl_validate(*, data: bytes, field: str = "file") -> tuple[bytes, records.ValidationReport]:
     """An upload's bytes checked (size limit, UTF-8, every line a valid row) and normalised
-    (no byte-order mark). Raises InvalidArgument naming `field` and bad lines by number."""
-    limit = settings.SYNTHTUNE_UPLOAD_MAX_BYTES
-    if len(data) > limit:
-        raise InvalidArgument(f"{field} is {len(data)} bytes; the limit is {limit}.", field=field)
+    (no byte-order mark). Raises PayloadTooLarge past SYNTHTUNE_UPLOAD_MAX_BYTES, InvalidArgument
+    naming `field` and bad lines by number."""
+    if len(data) > settings.SYNTHTUNE_UPLOAD_MAX_BYTES:
+        raise limits.file_too_large(field=field, size=len(data))
     try:
         text = data.decode("utf-8-sig")  # tolerate a byte-order mark, store without it
     except UnicodeDecodeError as exc:

@@ -144,7 +144,7 @@ class DatasetVersionCreateApi(ApiView):
     @extend_schema(
         operation_id="datasets_versions_create",
         request=EditInputSerializer,
-        responses={201: DatasetOutputSerializer, 400: ERROR, 409: ERROR},
+        responses={201: DatasetOutputSerializer, 400: ERROR, 409: ERROR, 413: ERROR},
         description="A new version of this dataset from a new JSONL body (an edit): validated like an "
         "upload, the parent left as it is. An unknown dataset or version is 400 (field parent).",
     )

@@ -34,6 +34,7 @@ LEGACY_HTTP_STATUS = {
     "OUT_OF_RANGE": 400,
     "NOT_FOUND": 400,  # an unknown file, adapter or served name is a bad field value
     "ALREADY_EXISTS": 400,
+    "PAYLOAD_TOO_LARGE": 413,  # a body over the control plane's limit (the old app had none)
     "UNAVAILABLE": 502,  # a service, vLLM or the endpoint is down
     "DEADLINE_EXCEEDED": 502,
     "RESOURCE_EXHAUSTED": 502,

@@ -52,6 +52,8 @@ _AUTH_HINT = (
 def _openai_code(status: int, code: str) -> str | None:
     if status == 401:
         return "invalid_api_key"
+    if status == 429:
+        return "rate_limit_exceeded"  # OpenAI's own code; the SDK raises RateLimitError for the 429
     return code.lower() if code else None
 
 

@@ -9,7 +9,13 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response, validated
+from control_plane.core.api import (
+    ApiView,
+    EventStreamApi,
+    IgnoreClientContentNegotiation,
+    paginated_response,
+    validated,
+)
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.runs import params as limits
 from control_plane.runs import selectors, services
@@ -366,8 +372,7 @@ class RunEventsApi(ApiView):
         return Response(body)
 
 
-class RunEventStreamApi(ApiView):
-    content_negotiation_class = IgnoreClientContentNegotiation
+class RunEventStreamApi(EventStreamApi):
 
     @stream_schema(operation_id="runs_events_stream", subject="run")
     def get(self, request, run_id: str):

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from control_plane.core.errors import AlreadyExists, InvalidArgument, Unavailable
+from control_plane.core.errors import AlreadyExists, PayloadTooLarge, Unavailable
 from control_plane.core.events import EventRecord
 from control_plane.datasets import services
 from control_plane.datasets.generation import GenerationParams
@@ -132,8 +132,10 @@ def test_upload_refuses_a_name_whose_file_exists_unrecorded(data_root, user):
 
 def test_upload_size_limit(cp_settings, user):
     cp_settings.SYNTHTUNE_UPLOAD_MAX_BYTES = 10
-    with pytest.raises(InvalidArgument, match="limit"):
+    with pytest.raises(PayloadTooLarge, match="SYNTHTUNE_UPLOAD_MAX_BYTES") as raised:
         services.dataset_upload(owner=user, name="big", data=jsonl(INSTRUCTION_ROWS))
+    assert raised.value.http_status == 413 and raised.value.extra["limit_bytes"] == 10
+    assert not Dataset.objects.exists()
 
 
 def test_generate_with_the_service_down_raises_unavailable_and_writes_nothing(user, cp_settings):

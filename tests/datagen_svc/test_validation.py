@@ -44,6 +44,9 @@ BAD_REQUESTS = [
     ("query in url", {"endpoint": _endpoint(base_url="http://h/v1?api_key=x")}, "endpoint.base_url"),
     ("no model", {"endpoint": _endpoint(model="")}, "endpoint.model"),
     ("token with newline", {"endpoint": _endpoint(token="abc\ndef")}, "endpoint.token"),
+    # Not a header value: httpx refused it on the first call, so the job was accepted and then failed.
+    ("non-ascii token", {"endpoint": _endpoint(token="tökén")}, "endpoint.token"),
+    ("control character in token", {"endpoint": _endpoint(token="abc\x00def")}, "endpoint.token"),
     ("negative timeout", {"endpoint": _endpoint(request_timeout_s=-1)}, "endpoint.request_timeout_s"),
     ("huge timeout", {"endpoint": _endpoint(request_timeout_s=1e9)}, "endpoint.request_timeout_s"),
     ("nan timeout", {"endpoint": _endpoint(request_timeout_s=float("nan"))}, "endpoint.request_timeout_s"),
