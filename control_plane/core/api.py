@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
+from django.http import QueryDict
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework import serializers
 from rest_framework.exceptions import Throttled
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
@@ -26,9 +28,45 @@ class JsonErrorsMixin:
         return super().finalize_response(request, response, *args, **kwargs)
 
 
+# The largest offset a page may start at: past SQLite's and PostgreSQL's 64-bit limits a
+# bigger one would be a 500, and no list here comes near it.
+MAX_OFFSET = 2**31 - 1
+
+
 class Pagination(LimitOffsetPagination):
+    """limit/offset pages; a limit or offset that is not an integer in range is a 400, not
+    silently the default (DRF's own LimitOffsetPagination ignores bad values)."""
+
     default_limit = 50
     max_limit = 500
+
+    def _strict(self, request, name: str, *, minimum: int, maximum: int, default: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        field = serializers.IntegerField(min_value=minimum, max_value=maximum)
+        try:
+            return field.run_validation(raw)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({name: exc.detail}) from None
+
+    def get_limit(self, request):
+        return self._strict(
+            request, self.limit_query_param, minimum=1, maximum=self.max_limit, default=self.default_limit
+        )
+
+    def get_offset(self, request):
+        return self._strict(request, self.offset_query_param, minimum=0, maximum=MAX_OFFSET, default=0)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {
+            self.limit_query_param: {"minimum": 1, "maximum": self.max_limit, "default": self.default_limit},
+            self.offset_query_param: {"minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+        }
+        for parameter in parameters:
+            parameter["schema"].update(bounds.get(parameter["name"], {}))
+        return parameters
 
 
 class ApiView(JsonErrorsMixin, APIView):
@@ -102,3 +140,20 @@ def validated(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+_LIST_FIELDS = (serializers.ListField, serializers.MultipleChoiceField)
+
+
+def validated_query(serializer_class, query: QueryDict) -> dict:
+    """Validate query parameters with `serializer_class`, as strictly as a JSON body: an empty
+    value (`?status=`) is a value, refused when the field allows no blank (DRF treats form input's
+    empty strings as absent). A list field takes every repetition, any other field the last one.
+    Parameters the serializer does not name are ignored (OpenAPI allows them)."""
+    fields = serializer_class().fields
+    data = {
+        name: query.getlist(name) if isinstance(fields[name], _LIST_FIELDS) else query[name]
+        for name in fields
+        if name in query
+    }
+    return validated(serializer_class, data)

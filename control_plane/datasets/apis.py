@@ -22,6 +22,7 @@ from control_plane.core.api import (
     IgnoreClientContentNegotiation,
     paginated_response,
     validated,
+    validated_query,
 )
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.datasets import generation as limits
@@ -373,7 +374,7 @@ class DatasetCollectionApi(ApiView):
         responses={200: DatasetOutputSerializer(many=True)},
     )
     def get(self, request):
-        filters = validated(DatasetFilterSerializer, request.query_params)
+        filters = validated_query(DatasetFilterSerializer, request.query_params)
         return paginated_response(
             queryset=selectors.dataset_list(**filters),
             serializer_class=DatasetOutputSerializer,
@@ -413,7 +414,7 @@ class DatasetPreviewApi(ApiView):
         responses={200: PreviewOutputSerializer, 404: ERROR},
     )
     def get(self, request, name: str):
-        query = validated(PreviewInputSerializer, request.query_params)
+        query = validated_query(PreviewInputSerializer, request.query_params)
         dataset = selectors.dataset_get(name=name)
         rows = selectors.dataset_preview(dataset=dataset, limit=query["limit"])
         if fmt := query.get("format"):
@@ -431,7 +432,7 @@ class DatasetDownloadApi(ApiView):
         responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY, 400: ERROR, 404: ERROR},
     )
     def get(self, request, name: str):
-        query = validated(DownloadInputSerializer, request.query_params)
+        query = validated_query(DownloadInputSerializer, request.query_params)
         dataset = selectors.dataset_get(name=name)
         fmt = query.get("format")
         if query["metadata"]:
@@ -480,7 +481,7 @@ class GenerationJobCollectionApi(ApiView):
         responses={200: GenerationJobOutputSerializer(many=True)},
     )
     def get(self, request):
-        filters = validated(GenerationJobFilterSerializer, request.query_params)
+        filters = validated_query(GenerationJobFilterSerializer, request.query_params)
         return paginated_response(
             queryset=selectors.generation_job_list(**filters),
             serializer_class=GenerationJobOutputSerializer,
@@ -549,7 +550,7 @@ class GenerationJobEventsApi(ApiView):
         responses={200: EventListOutputSerializer, 404: ERROR},
     )
     def get(self, request, job_id: str):
-        query = validated(EventListInputSerializer, request.query_params)
+        query = validated_query(EventListInputSerializer, request.query_params)
         job = selectors.generation_job_get(job_id=job_id)
         events = selectors.job_event_list(job=job, after_seq=query["after_seq"], limit=query["limit"])
         body = {
@@ -562,7 +563,6 @@ class GenerationJobEventsApi(ApiView):
 
 
 class GenerationJobEventStreamApi(EventStreamApi):
-
     @stream_schema(operation_id="generation_jobs_events_stream", subject="job")
     def get(self, request, job_id: str):
         job = selectors.generation_job_get(job_id=job_id)

@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from control_plane.core.api import ApiView, validated
+from control_plane.core.api import ApiView, validated, validated_query
 from control_plane.datasets import selectors, services, versions
 from control_plane.datasets.apis import DatasetOutputSerializer, JsonlBodySerializer
 
@@ -133,7 +133,7 @@ class DatasetDiffApi(ApiView):
         "normalised instruction (chat rows: the first user message); counts and the first examples.",
     )
     def get(self, request, name: str):
-        query = validated(DiffInputSerializer, request.query_params)
+        query = validated_query(DiffInputSerializer, request.query_params)
         new = selectors.dataset_get(name=name)
         old = versions.dataset_version_get(ref=query["against"], field="against")
         report = versions.dataset_diff(old=old, new=new, examples=query["examples"])

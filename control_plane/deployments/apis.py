@@ -15,7 +15,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, paginated_response, validated
+from control_plane.core.api import (
+    ApiView,
+    IgnoreClientContentNegotiation,
+    paginated_response,
+    validated,
+    validated_query,
+)
 from control_plane.core.errors import SynthtuneError, error_body
 from control_plane.core.sse import sse_message, sse_response
 from control_plane.deployments import selectors, services
@@ -519,7 +525,7 @@ class DeploymentCollectionApi(ApiView):
         "If the proxy can't be asked, states are as stored and `reconcile.ok` is false.",
     )
     def get(self, request):
-        filters = dict(validated(DeploymentFilterSerializer, request.query_params))
+        filters = dict(validated_query(DeploymentFilterSerializer, request.query_params))
         reconciled = (
             _reconcile() if filters.pop("reconcile") else {"ok": False, "error": "", "checked_at": None}
         )
@@ -700,7 +706,7 @@ class ComparisonCollectionApi(ApiView):
         responses={200: ComparisonOutputSerializer(many=True)},
     )
     def get(self, request):
-        filters = validated(ComparisonFilterSerializer, request.query_params)
+        filters = validated_query(ComparisonFilterSerializer, request.query_params)
         return paginated_response(
             queryset=selectors.comparison_list(**filters),
             serializer_class=ComparisonOutputSerializer,

@@ -17,7 +17,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from control_plane.core.api import IgnoreClientContentNegotiation, validated
+from control_plane.core.api import IgnoreClientContentNegotiation, validated, validated_query
 from control_plane.core.errors import NotFound
 from control_plane.datasets import selectors as dataset_selectors
 from control_plane.datasets import services as dataset_services
@@ -68,7 +68,7 @@ class FileCollectionApi(OpenAIApiView):
         responses={200: FILE_LIST, 400: ERROR, 401: ERROR, 404: ERROR},
     )
     def get(self, request):
-        query = validated(OpenAIFileListInputSerializer, request.query_params)
+        query = validated_query(OpenAIFileListInputSerializer, request.query_params)
         if query.get("purpose", PURPOSE) != PURPOSE:
             return Response(list_body([], has_more=False, ids=True))
         after = file_dataset(query["after"]) if "after" in query else None

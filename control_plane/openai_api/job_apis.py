@@ -18,7 +18,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from control_plane.core.api import validated
+from control_plane.core.api import validated, validated_query
 from control_plane.core.errors import InvalidArgument, NotFound
 from control_plane.openai_api import shapes
 from control_plane.openai_api.base import OpenAIApiView, cursor_page, list_body
@@ -219,7 +219,7 @@ class JobCollectionApi(OpenAIApiView):
         description="Newest first. Filter by metadata with metadata[key]=value.",
     )
     def get(self, request):
-        query = validated(FineTuningJobListInputSerializer, request.query_params)
+        query = validated_query(FineTuningJobListInputSerializer, request.query_params)
         runs = run_selectors.run_list().select_related("openai_metadata").prefetch_related("eval_datasets")
         for key, value in _metadata_filter(request.query_params).items():
             runs = runs.filter(**{f"openai_metadata__values__{key}": value})
@@ -271,7 +271,7 @@ class JobEventsApi(OpenAIApiView):
     )
     def get(self, request, job_id: str):
         run = job_run(job_id)
-        query = validated(FineTuningPageInputSerializer, request.query_params)
+        query = validated_query(FineTuningPageInputSerializer, request.query_params)
         before = _seq_after(query.get("after"), run=run, prefix=shapes.EVENT_PREFIX, what="event", field="after")
         events, has_more = run_selectors.run_event_list_newest_first(run=run, before_seq=before, limit=query["limit"])
         for event in events:
@@ -287,7 +287,7 @@ class JobCheckpointsApi(OpenAIApiView):
     )
     def get(self, request, job_id: str):
         run = job_run(job_id)
-        query = validated(FineTuningCheckpointPageInputSerializer, request.query_params)
+        query = validated_query(FineTuningCheckpointPageInputSerializer, request.query_params)
         after_step = _seq_after(query.get("after"), run=run, prefix=shapes.CHECKPOINT_PREFIX, what="checkpoint",
                                 field="after")
         evals = run_selectors.run_event_list(run=run, types=[RunEvent.Type.EVAL])

@@ -15,6 +15,7 @@ from control_plane.core.api import (
     IgnoreClientContentNegotiation,
     paginated_response,
     validated,
+    validated_query,
 )
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.runs import params as limits
@@ -294,7 +295,7 @@ class RunCollectionApi(ApiView):
         responses={200: RunOutputSerializer(many=True)},
     )
     def get(self, request):
-        filters = validated(RunFilterSerializer, request.query_params)
+        filters = validated_query(RunFilterSerializer, request.query_params)
         return paginated_response(
             queryset=selectors.run_list(**filters),
             serializer_class=RunOutputSerializer,
@@ -358,7 +359,7 @@ class RunEventsApi(ApiView):
         description="Stored events in seq order. Step and eval events are the metric history.",
     )
     def get(self, request, run_id: str):
-        query = validated(RunEventListInputSerializer, request.query_params)
+        query = validated_query(RunEventListInputSerializer, request.query_params)
         run = selectors.run_get(run_id=run_id)
         events = selectors.run_event_list(
             run=run, after_seq=query["after_seq"], limit=query["limit"], types=sorted(query.get("type") or ())
@@ -373,7 +374,6 @@ class RunEventsApi(ApiView):
 
 
 class RunEventStreamApi(EventStreamApi):
-
     @stream_schema(operation_id="runs_events_stream", subject="run")
     def get(self, request, run_id: str):
         run = selectors.run_get(run_id=run_id)
@@ -396,7 +396,7 @@ class AdapterCollectionApi(ApiView):
         responses={200: AdapterOutputSerializer(many=True)},
     )
     def get(self, request):
-        filters = validated(AdapterFilterSerializer, request.query_params)
+        filters = validated_query(AdapterFilterSerializer, request.query_params)
         return paginated_response(
             queryset=selectors.adapter_list(**filters),
             serializer_class=AdapterOutputSerializer,
