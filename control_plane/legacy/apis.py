@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from secrets import token_hex
 
 from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ParseError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -60,6 +61,16 @@ class LegacyApi(ApiView):
         if translate.allow_anonymous():
             return [AllowAny()]
         return super().get_permissions()
+
+    def get_authenticators(self):
+        # Open to anyone, the routes ignore sessions: a session would grant nothing an anonymous
+        # caller hasn't, only DRF's CSRF check, which old pages' JavaScript (no CSRF token) fails.
+        # So a forged cross-site call with an admin's cookie is just an anonymous call. Tokens
+        # (headers, which no other site can make a browser send) are still recognised.
+        authenticators = super().get_authenticators()
+        if translate.allow_anonymous():
+            return [auth for auth in authenticators if not isinstance(auth, SessionAuthentication)]
+        return authenticators
 
     def get_exception_handler(self):
         return translate.legacy_exception_handler
