@@ -51,9 +51,10 @@ protos:
 ## in two pytest processes side by side: tests/support/side_by_side.py); then the control-plane
 ## tests again on a throwaway PostgreSQL (tests/support/postgres.py says what it leaves to SQLite;
 ## without PostgreSQL that leg is one skip with the reason).
+## Each side prints its 25 slowest tests: where to look when the suite nears its 30-minute budget.
 PG_LEG := -p tests.support.postgres tests/control_plane
 test: setup vllm
-	$(BIN)/python -m tests.support.side_by_side
+	$(BIN)/python -m tests.support.side_by_side --durations=25
 	$(BIN)/python -m pytest $(PG_LEG)
 
 ## bench: every bench/*_bench.py (or BENCH="name ..."), after putting the `bench` extra into .venv:
