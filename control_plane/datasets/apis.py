@@ -451,7 +451,7 @@ class DatasetCurateApi(ApiView):
         request=CurateInputSerializer,
         responses={202: GenerationJobOutputSerializer, 400: ERROR, 404: ERROR, 409: ERROR, 503: ERROR},
         description="Filter a ready dataset (the URL's name, or name@N) into a new version of it (a curate "
-        "job on the datagen service: no teacher); an unknown dataset or version is 400 (field parent). "
+        "job on the datagen service: no teacher); an unknown dataset or version is 404 (field parent). "
         "Exact duplicates and empty outputs are always dropped; `filters` adds near "
         "duplicates, decontamination and an LLM judge. Progress: the job's events; the job's `report` "
         "says what each check dropped.",

@@ -160,7 +160,7 @@ def _eval_paths(filters: Filters) -> list[str]:
     paths = []
     field = "filters.decontam.eval_datasets"
     for name in decontam.eval_datasets:
-        dataset = dataset_version_get(ref=name, field=field)  # InvalidArgument for an unknown one
+        dataset = dataset_version_get(ref=name, field=field)  # NotFound for an unknown one
         if dataset.status != Dataset.Status.READY:
             raise InvalidArgument(
                 f"{field} names {name!r}, which is {dataset.status}; only ready datasets can be evaluation sets.",

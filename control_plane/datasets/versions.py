@@ -29,7 +29,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from control_plane.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from control_plane.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from control_plane.datasets import storage
 from control_plane.datasets.models import Dataset
 from control_plane.datasets.services import _ensure_name_free, jsonl_validate
@@ -51,8 +51,9 @@ _CREATE_ATTEMPTS = 3  # two children of one family made at once race for the nex
 
 def dataset_version_get(*, ref: str, version: int | None = None, field: str = "parent") -> Dataset:
     """The dataset a caller names as an input: "name", "name@N", or name plus `version`
-    (version N of name's family). Raises InvalidArgument naming `field` when there is none:
-    an input that doesn't exist is a bad argument (400), not a missing resource."""
+    (version N of name's family). Raises NotFound (404) naming `field` when there is none: the
+    request is well formed, what it names is missing (the OpenAPI contract keeps 400 for input
+    the schema refuses); InvalidArgument for a malformed "@N"."""
     name, _, at = ref.partition("@")
     if at:
         if version is not None:
@@ -62,7 +63,7 @@ def dataset_version_get(*, ref: str, version: int | None = None, field: str = "p
         version = int(at)
     named = Dataset.objects.select_related("owner", "parent").filter(name=name).first()
     if named is None:
-        raise InvalidArgument(
+        raise NotFound(
             f"No dataset named {name!r}; GET /api/v1/datasets/ (or `synthtune datasets list`) lists them.",
             field=field,
         )
@@ -75,7 +76,7 @@ def dataset_version_get(*, ref: str, version: int | None = None, field: str = "p
         versions = list(
             Dataset.objects.filter(family=named.family).order_by("version").values_list("version", flat=True)
         )
-        raise InvalidArgument(
+        raise NotFound(
             f"Dataset family {named.family!r} has no version {version}; its versions are "
             f"{', '.join(map(str, versions))} (GET /api/v1/datasets/{name}/lineage/).",
             field=field,

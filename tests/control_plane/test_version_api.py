@@ -87,28 +87,28 @@ def test_edit_merge_lineage_and_diff(api, data_root):
     assert hashlib.sha256((data_root / "datasets/faq.jsonl").read_bytes()).hexdigest() == root["sha256"]
 
 
-def test_unknown_parents_and_bad_bodies_are_400_with_actionable_messages(api):
+def test_unknown_parents_are_404_and_bad_bodies_400_with_actionable_messages(api):
     upload(api, "faq", INSTRUCTION_ROWS)
     body = assert_error_body(
-        api.post(f"{DATASETS}nope/versions/", {"rows": [EXTRA]}, format="json"), 400, "INVALID_ARGUMENT"
+        api.post(f"{DATASETS}nope/versions/", {"rows": [EXTRA]}, format="json"), 404, "NOT_FOUND"
     )
     assert body["extra"]["field"] == "parent" and "lists them" in body["message"]
     body = assert_error_body(
         api.post(f"{DATASETS}faq/versions/", {"rows": [EXTRA], "version": 9}, format="json"),
-        400,
-        "INVALID_ARGUMENT",
+        404,
+        "NOT_FOUND",
     )
     assert body["extra"]["field"] == "parent" and "no version 9" in body["message"]
     assert body["extra"]["versions"] == [1]
     body = assert_error_body(api.post(f"{DATASETS}faq/versions/", {}, format="json"), 400, "INVALID_ARGUMENT")
     assert body["extra"]["field"] == "file"
     body = assert_error_body(
-        api.post(MERGES, {"sources": ["faq", "gone"]}, format="json"), 400, "INVALID_ARGUMENT"
+        api.post(MERGES, {"sources": ["faq", "gone"]}, format="json"), 404, "NOT_FOUND"
     )
     assert body["extra"]["field"] == "sources" and "'gone'" in body["message"]
     body = assert_error_body(api.post(MERGES, {"sources": ["faq"]}, format="json"), 400, "INVALID_ARGUMENT")
     assert body["extra"]["field"] == "sources"
-    body = assert_error_body(api.get(f"{DATASETS}faq/diff/", {"against": "faq@3"}), 400, "INVALID_ARGUMENT")
+    body = assert_error_body(api.get(f"{DATASETS}faq/diff/", {"against": "faq@3"}), 404, "NOT_FOUND")
     assert body["extra"]["field"] == "against"
     assert_error_body(api.get(f"{DATASETS}gone/lineage/"), 404, "NOT_FOUND")
     assert_error_body(

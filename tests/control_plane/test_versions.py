@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from control_plane.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from control_plane.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from control_plane.datasets import services, storage, versions
 from control_plane.datasets.models import Dataset
 from tests.control_plane.factories import DatasetFactory
@@ -91,17 +91,20 @@ def test_edit_rejects_bad_bodies_unready_parents_and_taken_names(user, support, 
     assert Dataset.objects.count() == 2 and len(list((data_root / "datasets").iterdir())) == 1
 
 
-def test_unknown_parents_and_versions_are_400_naming_the_field(support, user):
+def test_unknown_parents_and_versions_are_404_naming_the_field(support, user):
     versions.dataset_edit(owner=user, parent=support, name=None, data=jsonl(EXTRA))
     assert versions.dataset_version_get(ref="support@2").name == "support.v2"
     assert versions.dataset_version_get(ref="support.v2", version=1).name == "support"
-    with pytest.raises(InvalidArgument) as unknown:
+    with pytest.raises(NotFound) as unknown:
         versions.dataset_version_get(ref="nope")
     assert unknown.value.extra["field"] == "parent" and "datasets list" in unknown.value.message
-    with pytest.raises(InvalidArgument) as missing:
+    with pytest.raises(NotFound) as missing:
         versions.dataset_version_get(ref="support@7")
     assert missing.value.extra["versions"] == [1, 2] and "no version 7" in missing.value.message
-    assert missing.value.http_status == 400
+    assert missing.value.http_status == 404
+    with pytest.raises(InvalidArgument) as malformed:
+        versions.dataset_version_get(ref="support@x")
+    assert malformed.value.http_status == 400
 
 
 def test_merge_concatenates_drops_duplicates_and_carries_metadata(user, support, data_root):
