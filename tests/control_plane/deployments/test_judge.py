@@ -128,6 +128,7 @@ def test_without_a_judge_nothing_changes(api, served):
     [
         ({"base_url": "not a url"}, "judge.base_url"),
         ({"base_url": "ftp://judge.example/v1"}, "judge.base_url"),
+        ({"base_url": "http://169.254.169.254/v1"}, "judge.base_url"),  # the outbound policy's metadata rule
         ({"mode": "best-of-3"}, "judge.mode"),
         ({"model": ""}, "judge.model"),
         ({"concurrency": 0}, "judge.concurrency"),
