@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from synthtune.errors import InvalidArgument
 
+MAX_COMPONENT_BYTES = 255  # NAME_MAX on Linux file systems
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -41,6 +42,10 @@ def resolve_under(root: Path, relative: str, *, field: str = "path") -> Path:
         raise InvalidArgument(f"{field} {relative!r} must be relative to the data root.", field=field)
     if ".." in pure.parts or "\\" in relative:
         raise InvalidArgument(f"{field} {relative!r} must not contain '..'.", field=field)
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES for part in pure.parts):
+        # The file system would refuse it (ENAMETOOLONG) at the first stat, as an OSError no caller expects.
+        raise InvalidArgument(f"{field} has a folder or file name longer than {MAX_COMPONENT_BYTES} bytes.",
+                              field=field)
     root_resolved = root.resolve()
     target = (root_resolved / pure).resolve()
     if target != root_resolved and root_resolved not in target.parents:

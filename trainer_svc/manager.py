@@ -52,6 +52,7 @@ from trainer_svc.runs import INTERRUPTED, TERMINAL, Run, RunState, RunStore
 
 logger = logging.getLogger(__name__)
 
+MAX_BASE_MODEL_CHARS = 200
 _BASE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 WATCH_POLL_S = 1.0
 # What an "eval" event carries into the run's log (the proto's EvalMetrics).
@@ -525,6 +526,8 @@ def _dataset_report(data: dict[str, Any]) -> dict[str, Any]:
 def _check_base_model(base_model: str) -> None:
     if not base_model:
         raise InvalidArgument("base_model is required, e.g. microsoft/Phi-3-mini-4k-instruct.", field="base_model")
+    if len(base_model) > MAX_BASE_MODEL_CHARS:  # a folder name under the models root: the file system's limit
+        raise InvalidArgument(f"base_model is longer than {MAX_BASE_MODEL_CHARS} characters.", field="base_model")
     if ".." in base_model or not _BASE_MODEL_RE.match(base_model):
         raise InvalidArgument(
             f"base_model {base_model!r} must be a model id like 'org/name' or a folder name under the models "

@@ -29,6 +29,15 @@ def test_resolve_under_refuses_escapes(tmp_path, rel):
         resolve_under(tmp_path, rel)
 
 
+@pytest.mark.parametrize("rel", ["datasets/" + "x" * 256 + ".jsonl", "é" * 128 + "/a.jsonl", "x" * 300])
+def test_resolve_under_refuses_names_the_file_system_cannot_hold(tmp_path, rel):
+    # The gRPC fuzz found it: ENAMETOOLONG at the caller's first stat was an OSError, so INTERNAL.
+    with pytest.raises(InvalidArgument) as info:
+        resolve_under(tmp_path, rel, field="dataset_path")
+    assert info.value.field == "dataset_path" and "255 bytes" in info.value.message
+    assert resolve_under(tmp_path, "x" * 255) == (tmp_path / ("x" * 255)).resolve()
+
+
 def test_resolve_under_refuses_symlink_escape(tmp_path):
     outside = tmp_path.parent / f"{tmp_path.name}-outside"
     outside.mkdir()

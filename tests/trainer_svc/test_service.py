@@ -105,6 +105,9 @@ def test_bad_hyperparameters_are_refused_before_queueing(validator, hyperparamet
     ({"datasets": ["../etc/passwd.jsonl"]}, ".."),
     ({"datasets": ["/etc/passwd"]}, "relative"),
     ({"base_model": "../models/x"}, ".."),
+    # Found by the gRPC fuzz: names the file system can't hold were an OSError at the first stat (INTERNAL).
+    ({"base_model": "x" * 256}, "longer than 200"),
+    ({"datasets": ["datasets/" + "x" * 256 + ".jsonl"]}, "255 bytes"),
     ({"adapter_name": "../x"}, "adapter_name"),
 ])
 def test_bad_names_are_refused(validator, fields, hint):
