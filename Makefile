@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup vllm models protos test test-fast bench up demo lint clean
+.PHONY: setup vllm models protos test test-fast fuzz fuzz-grpc bench up demo lint clean
 
 ## setup: .venv with every pinned dependency in one resolve, plus the models (tiny ones and SmolLM2).
 setup: $(VENV)/.installed models
@@ -56,6 +56,15 @@ PG_LEG := -p tests.support.postgres tests/control_plane
 test: setup vllm
 	$(BIN)/python -m tests.support.side_by_side --durations=25
 	$(BIN)/python -m pytest $(PG_LEG)
+
+## fuzz: every fuzzer, long runs (each fuzzer adds itself as a prerequisite: `fuzz: fuzz-<kind>`).
+## fuzz-grpc: the gRPC fuzz (tests/fuzz/test_grpc_fuzz.py) with 40000 hypothesis-generated requests
+## across the three services instead of make test's 8000; FUZZ_GRPC_REQUESTS=N sets the count.
+FUZZ_GRPC_REQUESTS ?= 40000
+fuzz: fuzz-grpc
+
+fuzz-grpc: setup
+	SYNTHTUNE_FUZZ_REQUESTS=$(FUZZ_GRPC_REQUESTS) $(BIN)/python -m pytest tests/fuzz -q
 
 ## bench: every bench/*_bench.py (or BENCH="name ..."), after putting the `bench` extra into .venv:
 ## distilabel, the baseline of datagen_vs_distilabel. Only this target installs it (setup and test never
