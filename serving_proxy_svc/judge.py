@@ -107,7 +107,12 @@ def judge_base_url(url: str) -> str:
     Raises InvalidArgument naming judge.base_url.
     """
     text = url.strip()
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:  # "http://[::1" (an unclosed IPv6 bracket), "http://h:99999"
+        raise InvalidArgument(f"judge.base_url {url[:100]!r} is not a valid URL (check the host and port).",
+                              field="judge.base_url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgument(f"judge.base_url {url[:100]!r} is not an http(s) URL such as http://127.0.0.1:8000/v1.",
                               field="judge.base_url")

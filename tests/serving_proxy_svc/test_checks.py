@@ -136,6 +136,14 @@ def test_a_token_that_cannot_be_a_header_is_invalid(proxy, data_root, token):
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and field_of(error) == "judge.token", error.details()
 
 
+@pytest.mark.parametrize("url", ["http://[::1", "http://[::1/v1", "http://127.0.0.1:99999/v1", "http://h:-1"])
+def test_a_judge_url_that_does_not_parse_is_invalid(proxy, data_root, url):
+    # The gRPC fuzz found it: urlsplit's ValueError ("Invalid IPv6 URL") escaped as INTERNAL.
+    write_adapter(data_root / "adapters", "ok-v1", eval_rows=[{"instruction": "a", "output": "b"}])
+    error = rpc_error(proxy.compare_batch, "ok-v1", judge=pb.Judge(base_url=url, model="judge"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and field_of(error) == "judge.base_url", error.details()
+
+
 def closed_url_of(proxy) -> str:
     return proxy.settings.vllm_url
 
