@@ -15,6 +15,7 @@ from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from control_plane.core.limits import check_content_length
+from control_plane.core.schema import ContractAutoSchema
 
 
 class JsonErrorsMixin:
@@ -44,6 +45,8 @@ class Pagination(LimitOffsetPagination):
         raw = request.query_params.get(name)
         if raw is None:
             return default
+        if len(request.query_params.getlist(name)) > 1:
+            raise serializers.ValidationError({name: ["Give this parameter once."]})
         field = serializers.IntegerField(min_value=minimum, max_value=maximum)
         try:
             return field.run_validation(raw)
@@ -75,6 +78,7 @@ class ApiView(JsonErrorsMixin, APIView):
     # 401/403 in the one error body, where the middleware would redirect to a login page.
     # (A comment, not a docstring: drf-spectacular would show it on every operation.)
     pagination_class = Pagination  # used by paginated_response, and by the schema for list answers
+    schema = ContractAutoSchema()  # the constraints DRF enforces, written into the schema
 
     @classmethod
     def as_view(cls, **initkwargs):
@@ -148,7 +152,8 @@ _LIST_FIELDS = (serializers.ListField, serializers.MultipleChoiceField)
 def validated_query(serializer_class, query: QueryDict) -> dict:
     """Validate query parameters with `serializer_class`, as strictly as a JSON body: an empty
     value (`?status=`) is a value, refused when the field allows no blank (DRF treats form input's
-    empty strings as absent). A list field takes every repetition, any other field the last one.
+    empty strings as absent); a boolean is `true` or `false`. A list field takes every repetition;
+    any other field given twice is a 400.
     Parameters the serializer does not name are ignored (OpenAPI allows them)."""
     fields = serializer_class().fields
     data = {
@@ -156,4 +161,18 @@ def validated_query(serializer_class, query: QueryDict) -> dict:
         for name in fields
         if name in query
     }
+    # A boolean is `true` or `false`, as the schema says (DRF would also take 1, yes, on, t...);
+    # a parameter that is not a list comes once.
+    wrong = {
+        name: ["Must be true or false."]
+        for name, value in data.items()
+        if isinstance(fields[name], serializers.BooleanField) and value not in ("true", "false")
+    }
+    wrong |= {
+        name: ["Give this parameter once."]
+        for name in data
+        if not isinstance(fields[name], _LIST_FIELDS) and len(query.getlist(name)) > 1
+    }
+    if wrong:
+        raise serializers.ValidationError(wrong)
     return validated(serializer_class, data)

@@ -24,6 +24,7 @@ from control_plane.core.api import (
     validated,
     validated_query,
 )
+from control_plane.core.schema import DATASET_REF_SCHEMA, FIELD_PATCHES, HTTP_URL, NAME_SCHEMA
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.datasets import generation as limits
 from control_plane.datasets import selectors, services, versions
@@ -36,6 +37,60 @@ _FORMAT_CHOICES = list(records.FORMATS)
 
 
 # --- serializers -------------------------------------------------------------------
+
+
+# What generation.GenerationParams checks beyond the serializers, for the schema (core.schema).
+FIELD_PATCHES.update(
+    {
+        "NearDupInputRequest": {
+            "threshold": {"minimum": limits.NEAR_DUP_ABOVE, "exclusiveMinimum": True, "maximum": 1}
+        },
+        "DecontamInputRequest": {
+            # generation.DecontamParams: at least one evaluation set.
+            "": {
+                "anyOf": [
+                    {"required": ["eval_datasets"], "properties": {"eval_datasets": {"minItems": 1}}},
+                    {"required": ["eval_adapters"], "properties": {"eval_adapters": {"minItems": 1}}},
+                ]
+            },
+            "eval_datasets": {"items": DATASET_REF_SCHEMA},
+            "eval_adapters": {"items": NAME_SCHEMA},
+            "ngram": {"minimum": limits.MIN_NGRAM, "maximum": limits.MAX_NGRAM},
+            "threshold": {"minimum": 0, "exclusiveMinimum": True, "maximum": 1},
+        },
+        "JudgeInputRequest": {
+            "concurrency": {"minimum": 1, "maximum": limits.MAX_CONCURRENCY},
+            "min_score": {"minimum": limits.MIN_SCORE, "maximum": limits.MAX_SCORE},
+            "rubric": {"maxItems": limits.MAX_CRITERIA},
+        },
+        "CriterionRequest": {"name": {"pattern": "^\\s*" + limits._CRITERION_NAME.pattern[1:-1] + "\\s*$"}},
+        "DatasetUploadInputRequest": {"name": NAME_SCHEMA},
+        "GenerateInputRequest": {
+            "name": NAME_SCHEMA,
+            # generation.GenerationParams: a mode's settings only with that mode.
+            "": {
+                "allOf": [
+                    {
+                        "anyOf": [
+                            {"not": {"required": [settings]}},
+                            {"required": ["mode"], "properties": {"mode": {"enum": [settings]}}},
+                        ]
+                    }
+                    for settings in ("evol_instruct", "topic_tree")
+                ]
+            },
+        },
+        "CurateInputRequest": {"name": NAME_SCHEMA},
+        "MergeInputRequest": {"name": NAME_SCHEMA, "sources": {"items": DATASET_REF_SCHEMA}},
+        "EditInputRequest": {"name": NAME_SCHEMA},
+    }
+)
+
+
+class EndpointUrlField(serializers.CharField):
+    """An OpenAI-compatible API's URL (a teacher, a judge); generation.GenerationParams checks it."""
+
+    schema_pattern = HTTP_URL
 
 
 class DatasetOutputSerializer(serializers.ModelSerializer):
@@ -165,7 +220,7 @@ class CriterionSerializer(serializers.Serializer):
 
 
 class JudgeInputSerializer(serializers.Serializer):
-    base_url = serializers.CharField(
+    base_url = EndpointUrlField(
         max_length=2048, help_text="The judge: an OpenAI-compatible API, e.g. http://host:8000/v1"
     )
     model = serializers.CharField(max_length=256)
@@ -252,7 +307,7 @@ class CurateInputSerializer(serializers.Serializer):
 
 class GenerateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=256, help_text="Dataset name: letters, digits, '.', '-', '_'.")
-    base_url = serializers.CharField(
+    base_url = EndpointUrlField(
         max_length=2048, help_text="OpenAI-compatible API, e.g. http://host:8000/v1"
     )
     model = serializers.CharField(max_length=256)
@@ -492,7 +547,7 @@ class GenerationJobCollectionApi(ApiView):
     @extend_schema(
         operation_id="generation_jobs_generate",
         request=GenerateInputSerializer,
-        responses={202: GenerationJobOutputSerializer, 400: ERROR, 409: ERROR, 503: ERROR},
+        responses={202: GenerationJobOutputSerializer, 400: ERROR, 404: ERROR, 409: ERROR, 503: ERROR},
         description="Start generating a dataset on the datagen service. Progress: the job's events.",
     )
     def post(self, request):

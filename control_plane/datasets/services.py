@@ -19,7 +19,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from control_plane.core import limits
-from control_plane.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, SynthtuneError
+from control_plane.core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SynthtuneError,
+)
 from control_plane.core.events import EventRecord
 from control_plane.datasets import storage
 from control_plane.datasets.datagen import curate_request, datagen_client, job_snapshot, start_request
@@ -172,7 +178,7 @@ def _eval_paths(filters: Filters) -> list[str]:
     for name in decontam.eval_adapters:
         adapter = adapters.get(name)
         if adapter is None:
-            raise InvalidArgument(
+            raise NotFound(
                 f"{field} names {name!r}, but there is no adapter by that name; list them at /api/v1/adapters/.",
                 field=field,
             )

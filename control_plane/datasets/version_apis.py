@@ -167,7 +167,7 @@ class DatasetMergeApi(ApiView):
     @extend_schema(
         operation_id="datasets_merge",
         request=MergeInputSerializer,
-        responses={201: DatasetOutputSerializer, 400: ERROR, 409: ERROR},
+        responses={201: DatasetOutputSerializer, 400: ERROR, 404: ERROR, 409: ERROR},
         description="A new version whose parent is the first source: every source's rows in order, "
         "exact duplicates dropped unless dedupe is false; row metadata comes along.",
     )

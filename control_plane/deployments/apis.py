@@ -7,6 +7,7 @@ vLLM tokens: in the request body (POST) or the X-Vllm-Token header (GET); passed
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from urllib.parse import urlsplit
 
@@ -22,7 +23,8 @@ from control_plane.core.api import (
     validated,
     validated_query,
 )
-from control_plane.core.errors import SynthtuneError, error_body
+from control_plane.core.errors import InvalidArgument, SynthtuneError, error_body
+from control_plane.core.schema import FIELD_PATCHES, NAME_SCHEMA, VLLM_URL
 from control_plane.core.sse import sse_message, sse_response
 from control_plane.deployments import selectors, services
 from control_plane.deployments.models import Comparison, Deployment
@@ -43,8 +45,12 @@ class TargetField(serializers.CharField):
     """A vLLM base URL: http(s)://host[:port][/path]. Kubernetes service names have no dot,
     which Django's URL validator would refuse, hence this one."""
 
+    schema_pattern = VLLM_URL  # the same rule, in the OpenAPI schema
+
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 512)
+        if kwargs.get("allow_blank"):
+            self.schema_pattern = f"^\\s+$|{VLLM_URL}"  # never "": see core.schema.ANY_TEXT
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
@@ -253,6 +259,8 @@ class CompareOutputSerializer(serializers.Serializer):
 class JudgeUrlField(serializers.CharField):
     """The judge's OpenAI-compatible API root: any http(s) URL (it need not be one of ours)."""
 
+    schema_pattern = VLLM_URL  # the same form as a target's
+
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 2048)
         super().__init__(**kwargs)
@@ -305,6 +313,12 @@ class CompareJudgeInputSerializer(serializers.Serializer):
     max_tokens = serializers.IntegerField(
         min_value=8, max_value=4096, required=False, help_text="Per verdict; default 256."
     )
+
+
+# The adapter a comparison names is a plain name (synthtune.paths.validate_name), for the schema.
+FIELD_PATCHES["CompareInputRequest"] = {"adapter": NAME_SCHEMA}
+FIELD_PATCHES["CompareBatchInputRequest"] = {"adapter": NAME_SCHEMA}
+FIELD_PATCHES["LoadInputRequest"] = {"targets": {"uniqueItems": True}}
 
 
 class CompareBatchInputSerializer(_ServingTargetSerializer):
@@ -567,8 +581,11 @@ class ServedModelsApi(ApiView):
     )
     def get(self, request):
         query = validated(ServedModelsFilterSerializer, {"target": request.query_params.getlist("target")})
+        token = request.headers.get(TOKEN_HEADER, "").strip()
+        if not re.fullmatch(r"[!-~]*", token):  # it goes on as an Authorization header
+            raise InvalidArgument(f"{TOKEN_HEADER} must be visible ASCII.", field=TOKEN_HEADER)
         targets = selectors.served_models(
-            targets=query["target"], token=request.headers.get(TOKEN_HEADER, "")
+            targets=query["target"], token=token
         )
         # Already the documented shape; skipping the output serializer saves a slice of every call.
         return Response({"targets": [asdict(t) for t in targets]})

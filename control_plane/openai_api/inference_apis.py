@@ -23,6 +23,7 @@ from rest_framework.parsers import JSONParser
 
 from control_plane.core.api import IgnoreClientContentNegotiation
 from control_plane.core.errors import InvalidArgument, Unavailable
+from control_plane.core.schema import NOT_BLANK
 from control_plane.openai_api import relay
 from control_plane.openai_api.base import OpenAIApiView
 from control_plane.openai_api.schema import ERROR, TAG
@@ -74,11 +75,26 @@ def _relayed(request, path: str):
     return relay.http_response(upstream)
 
 
+# What parsed_body checks; the rest of OpenAI's request is vLLM's to judge (its answer comes back).
+_REQUEST = {
+    "type": "object",
+    "required": ["model"],
+    "properties": {
+        "model": {
+            "type": "string",
+            "pattern": NOT_BLANK,
+            "description": "A base model or fine-tuned adapter id (GET /v1/models).",
+        },
+    },
+    "additionalProperties": True,
+}
+
+
 def _schema(*, operation_id: str, what: str):
     return extend_schema(
         operation_id=operation_id,
         tags=[TAG],
-        request=OpenApiTypes.OBJECT,
+        request={"application/json": _REQUEST},
         responses={
             (200, "application/json"): OpenApiResponse(
                 OpenApiTypes.OBJECT, description=f"vLLM's {what} object."

@@ -17,6 +17,7 @@ from control_plane.core.api import (
     validated,
     validated_query,
 )
+from control_plane.core.schema import FIELD_PATCHES, NAME_SCHEMA
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.runs import params as limits
 from control_plane.runs import selectors, services
@@ -140,6 +141,14 @@ class HyperparametersInputSerializer(serializers.Serializer):
                     {unknown[0]: f"Unknown hyperparameter; known: {', '.join(self.fields)}."}
                 )
         return super().to_internal_value(data)
+
+
+# What params.RunParams checks beyond the serializer, for the schema (core.schema).
+FIELD_PATCHES["HyperparametersInputRequest"] = {"": {"additionalProperties": False}}  # unknown ones: 400
+FIELD_PATCHES["RunCreateInputRequest"] = {
+    "datasets": {"minItems": 1, "uniqueItems": True, "items": NAME_SCHEMA},
+    "eval_datasets": {"uniqueItems": True, "items": NAME_SCHEMA},
+}
 
 
 class RunCreateInputSerializer(serializers.Serializer):
@@ -306,7 +315,7 @@ class RunCollectionApi(ApiView):
     @extend_schema(
         operation_id="runs_create",
         request=RunCreateInputSerializer,
-        responses={202: RunOutputSerializer, 400: ERROR, 503: ERROR},
+        responses={202: RunOutputSerializer, 400: ERROR, 404: ERROR, 503: ERROR},
         description="Start a LoRA fine-tune on the trainer service. Bad settings (also those only the "
         "trainer can judge: the model's context length, LoRA targets) are 400 naming the field in "
         "extra.field. Progress: the run's events.",

@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from control_plane.core.errors import FailedPrecondition, InvalidArgument, SynthtuneError
+from control_plane.core.errors import FailedPrecondition, InvalidArgument, NotFound, SynthtuneError
 from control_plane.core.events import EventRecord
 from control_plane.datasets import storage
 from control_plane.datasets.models import Dataset
@@ -49,7 +49,7 @@ def _training_datasets(names: list[str], *, field: str = "datasets") -> list[Dat
     for name in names:
         dataset = found.get(name)
         if dataset is None:
-            raise InvalidArgument(f"No dataset named {name!r}.", field=field)
+            raise NotFound(f"No dataset named {name!r}.", field=field)
         if dataset.status != Dataset.Status.READY:
             raise InvalidArgument(
                 f"Dataset {name!r} is {dataset.status}; only ready datasets can be {use}.",

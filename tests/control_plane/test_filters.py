@@ -296,9 +296,9 @@ def _user_text(request) -> str:
     ],
 )
 def test_generate_refuses_bad_strategies_and_filters_naming_the_field(api, overrides, field, words):
-    error = assert_error_body(
-        api.post(JOBS, generate_body(**overrides), format="json"), 400, "INVALID_ARGUMENT"
-    )
+    # An evaluation set that does not exist is 404 (what the request names is missing), not 400.
+    status, code = (404, "NOT_FOUND") if words == "'nope'" else (400, "INVALID_ARGUMENT")
+    error = assert_error_body(api.post(JOBS, generate_body(**overrides), format="json"), status, code)
     assert error["extra"]["field"] == field, error
     assert words in error["message"], error
     assert not Dataset.objects.exists() and not GenerationJob.objects.exists()
@@ -306,10 +306,10 @@ def test_generate_refuses_bad_strategies_and_filters_naming_the_field(api, overr
 
 def test_curate_refuses_unknown_sources_bad_filters_and_answers_503_with_datagen_down(api, cp_settings):
     curate = lambda name, body: api.post(f"/api/v1/datasets/{name}/curate/", body, format="json")  # noqa: E731
-    error = assert_error_body(curate("missing", {}), 400, "INVALID_ARGUMENT")
+    error = assert_error_body(curate("missing", {}), 404, "NOT_FOUND")
     assert error["extra"]["field"] == "parent" and "missing" in error["message"]
     upload(api, "faq", [{"instruction": "Q?", "output": "A."}])
-    error = assert_error_body(curate("faq", {"version": 3}), 400, "INVALID_ARGUMENT")
+    error = assert_error_body(curate("faq", {"version": 3}), 404, "NOT_FOUND")
     assert error["extra"]["field"] == "parent" and "no version 3" in error["message"]
     error = assert_error_body(
         curate("faq", {"filters": {"near_dup": {"threshold": 1.5}}}), 400, "INVALID_ARGUMENT"

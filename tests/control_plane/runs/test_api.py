@@ -63,7 +63,6 @@ def test_unknown_runs_and_adapters_are_404(api):
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"datasets": ["missing"]}, "datasets"),
         ({"datasets": []}, "datasets"),
         ({"datasets": ["../colours"]}, "datasets"),
         ({"datasets": "colours"}, "datasets"),
@@ -83,7 +82,6 @@ def test_unknown_runs_and_adapters_are_404(api):
         ({"hyperparameters": {"processes_per_node": 0}}, "hyperparameters.processes_per_node"),
         ({"hyperparameters": {"num_nodes": 65}}, "hyperparameters.num_nodes"),
         ({"hyperparameters": {"keep_checkpoints": "maybe"}}, "hyperparameters.keep_checkpoints"),
-        ({"eval_datasets": ["missing"]}, "eval_datasets"),
         ({"eval_datasets": ["../colours"]}, "eval_datasets"),
         ({"eval_datasets": ["colours"]}, "eval_datasets"),  # also trained on
         ({"eval_datasets": "colours"}, "eval_datasets"),
@@ -93,6 +91,14 @@ def test_bad_input_is_400_naming_the_field_and_writes_nothing(api, overrides, fi
     make_dataset()
     body = assert_error_body(api.post(RUNS, run_body(**overrides), format="json"), 400, "INVALID_ARGUMENT")
     assert body["extra"]["field"] == field, body
+    assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["datasets", "eval_datasets"])
+def test_an_unknown_dataset_is_404_naming_the_field_and_writes_nothing(api, field):
+    make_dataset()
+    body = assert_error_body(api.post(RUNS, run_body(**{field: ["missing"]}), format="json"), 404, "NOT_FOUND")
+    assert body["extra"]["field"] == field and "missing" in body["message"], body
     assert not Run.objects.exists()
 
 
