@@ -429,7 +429,8 @@ class ServingProxy:
             return path, f"adapters/{adapter.name}/{path.name}"
         data_root = Path(self.settings.data_root)
         path = resolve_under(data_root, dataset_path, field="dataset_path")
-        top = PurePosixPath(dataset_path).parts[0]
+        parts = PurePosixPath(dataset_path).parts  # "." has none: the data root itself
+        top = parts[0] if parts else ""
         if top not in DATASET_DIRS or path.suffix != ".jsonl":
             raise InvalidArgument(f"dataset_path {dataset_path!r} must be a .jsonl file under datasets/ or adapters/.",
                                   field="dataset_path")

@@ -166,6 +166,9 @@ def test_bad_compare_requests_are_invalid(proxy, data_root, fields, field):
     ("../outside.jsonl", grpc.StatusCode.INVALID_ARGUMENT, "'..'"),
     ("/etc/passwd", grpc.StatusCode.INVALID_ARGUMENT, "relative"),
     ("runs/x/events.jsonl", grpc.StatusCode.INVALID_ARGUMENT, "under datasets/ or adapters/"),
+    # The data root itself: no first part to check, which was an IndexError, so INTERNAL (the gRPC fuzz).
+    (".", grpc.StatusCode.INVALID_ARGUMENT, "under datasets/ or adapters/"),
+    ("./", grpc.StatusCode.INVALID_ARGUMENT, "under datasets/ or adapters/"),
     ("datasets/missing.jsonl", grpc.StatusCode.NOT_FOUND, "does not exist"),
     ("datasets/bad.jsonl", grpc.StatusCode.INVALID_ARGUMENT, "line 2"),
     ("datasets/empty.jsonl", grpc.StatusCode.INVALID_ARGUMENT, "no rows"),
