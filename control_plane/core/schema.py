@@ -71,6 +71,8 @@ NOT_BLANK = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
 # A bearer token (vLLM's, an endpoint's, a judge's): visible ASCII, surrounding whitespace trimmed.
 TOKEN = "^\\s*[!-~]+\\s*$|^\\s+$"
 TOKEN_FIELDS = frozenset({"token", "judge_token", "X-Vllm-Token"})
+# The same as a header parameter, which has no oneOf wrapper: empty is fine.
+HEADER_TOKEN = "^\\s*[!-~]*\\s*$"
 _PORT = "(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
 # A vLLM base URL as deployments.apis.TargetField reads it (http(s), a host, a port up to 65535, no
 # query or fragment); a judge's URL on a batch comparison follows the same rule.
@@ -83,6 +85,8 @@ HTTP_URL = f"^\\s*https?://[^\\s/?#@:\\[\\]]+{_PORT}([/?#][^\\s]*)?\\s*$"
 _NAME = "[A-Za-z0-9](\\.?[A-Za-z0-9_-])*\\.?"
 NAME = f"^\\s*{_NAME}\\s*$"  # DRF trims the whitespace around it first
 NAME_SCHEMA = {"pattern": NAME, "maxLength": 128}
+# A base model id: "name" or "org/name" (runs.params._MODEL_ID_RE, never "..").
+MODEL_ID = f"^\\s*{_NAME}(/{_NAME})?\\s*$"
 # A dataset as an input: "name" or "name@N" (datasets.versions.dataset_version_get).
 DATASET_REF_SCHEMA = {"pattern": f"^\\s*{_NAME}(@0*[1-9][0-9]*)?\\s*$", "maxLength": 256}
 
@@ -135,14 +139,16 @@ def _request_constraints(result: dict[str, Any]) -> None:
             if prop == "" and component in schemas:  # the component itself
                 _merge(schemas[component], keywords)
             elif prop in schemas.get(component, {}).get("properties", {}):
-                _merge(schemas[component]["properties"][prop], keywords)
+                target = schemas[component]["properties"][prop]
+                # A field that takes a blank is oneOf [its schema, maxLength 0]: patch its schema.
+                _merge(target["oneOf"][0] if "oneOf" in target else target, keywords)
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             if method in _METHODS:
                 for parameter in operation.get("parameters", []):
                     schema = parameter.get("schema", {})
                     if parameter["name"] in TOKEN_FIELDS and schema.get("type") == "string":
-                        schema.setdefault("pattern", TOKEN)
+                        schema.setdefault("pattern", HEADER_TOKEN)
                     if parameter["in"] == "path" and (named := _path_names(path, parameter["name"])):
                         schema.update(named)
 

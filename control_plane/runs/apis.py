@@ -17,7 +17,7 @@ from control_plane.core.api import (
     validated,
     validated_query,
 )
-from control_plane.core.schema import FIELD_PATCHES, NAME_SCHEMA
+from control_plane.core.schema import FIELD_PATCHES, MODEL_ID, NAME_SCHEMA
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.runs import params as limits
 from control_plane.runs import selectors, services
@@ -144,10 +144,16 @@ class HyperparametersInputSerializer(serializers.Serializer):
 
 
 # What params.RunParams checks beyond the serializer, for the schema (core.schema).
-FIELD_PATCHES["HyperparametersInputRequest"] = {"": {"additionalProperties": False}}  # unknown ones: 400
+FIELD_PATCHES["HyperparametersInputRequest"] = {
+    "": {"additionalProperties": False},  # an unknown hyperparameter is a 400
+    # params._MODULE_RE, never "..": a letter, digit or '_' first.
+    "target_modules": {"items": {"pattern": "^\\s*[A-Za-z0-9_](\\.?[A-Za-z0-9_-])*\\.?\\s*$"}},
+}
 FIELD_PATCHES["RunCreateInputRequest"] = {
     "datasets": {"minItems": 1, "uniqueItems": True, "items": NAME_SCHEMA},
     "eval_datasets": {"uniqueItems": True, "items": NAME_SCHEMA},
+    "base_model": {"pattern": MODEL_ID},
+    "adapter_name": {"pattern": NAME_SCHEMA["pattern"], "maxLength": 100},  # "-v<N>" goes after it
 }
 
 
