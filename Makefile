@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup vllm models protos test test-fast fuzz fuzz-grpc bench up demo lint clean
+.PHONY: setup vllm models protos test test-fast fuzz fuzz-grpc fuzz-api bench up demo lint clean
 
 ## setup: .venv with every pinned dependency in one resolve, plus the models (tiny ones and SmolLM2).
 setup: $(VENV)/.installed models
@@ -65,6 +65,19 @@ fuzz: fuzz-grpc
 
 fuzz-grpc: setup
 	SYNTHTUNE_FUZZ_REQUESTS=$(FUZZ_GRPC_REQUESTS) $(BIN)/python -m pytest tests/fuzz -q
+
+## fuzz-api: the OpenAPI contract at length (tests/control_plane/test_contract.py): schemathesis
+## against the running stack for FUZZ_API_SECONDS instead of make test's 150, every operation and
+## check, at least FUZZ_API_CASES cases, 0 failures; FUZZ_API_SEED=N another seed.
+FUZZ_API_CASES ?= 10000
+FUZZ_API_SECONDS ?= 2400
+FUZZ_API_SEED ?= 20261202
+fuzz: fuzz-api
+
+fuzz-api: setup
+	SYNTHTUNE_CONTRACT_MAX_TIME=$(FUZZ_API_SECONDS) SYNTHTUNE_CONTRACT_MAX_EXAMPLES=1000 \
+	SYNTHTUNE_CONTRACT_MIN_CASES=$(FUZZ_API_CASES) SYNTHTUNE_CONTRACT_SEED=$(FUZZ_API_SEED) \
+	$(BIN)/python -m pytest tests/control_plane/test_contract.py -q -s
 
 ## bench: every bench/*_bench.py (or BENCH="name ..."), after putting the `bench` extra into .venv:
 ## distilabel, the baseline of datagen_vs_distilabel. Only this target installs it (setup and test never

@@ -49,6 +49,8 @@ SUPERUSER = "synthtune"
 # through are covered by other tests that do run on PostgreSQL.
 SQLITE_ONLY_MARKERS = {"browser": "a whole stack in Chromium; the same services run through the API tests"}
 SQLITE_ONLY = {
+    "tests/control_plane/test_contract.py::test_every_operation_keeps_the_contract":
+        "schemathesis for minutes against a whole stack; the contract is the schema's, not the database's",
     "tests/control_plane/openai_api/test_sdk_e2e.py::test_an_openai_fine_tuning_script_runs_unchanged_against_synthtune":
         "a vLLM of its own and a whole stack; the /v1/ DB paths run in test_files and test_jobs",
     "tests/control_plane/deployments/test_api.py::test_a_restarted_vllm_shows_its_deployments_as_lost":
