@@ -85,6 +85,7 @@ HTTP_URL = f"^\\s*https?://[^\\s/?#@:\\[\\]]+{_PORT}([/?#][^\\s]*)?\\s*$"
 _NAME = "[A-Za-z0-9](\\.?[A-Za-z0-9_-])*\\.?"
 NAME = f"^\\s*{_NAME}\\s*$"  # DRF trims the whitespace around it first
 NAME_SCHEMA = {"pattern": NAME, "maxLength": 128}
+EXACT_NAME_SCHEMA = {"pattern": f"^{_NAME}$", "maxLength": 128}  # a field that does not trim
 # A base model id: "name" or "org/name" (runs.params._MODEL_ID_RE, never "..").
 MODEL_ID = f"^\\s*{_NAME}(/{_NAME})?\\s*$"
 # A dataset as an input: "name" or "name@N" (datasets.versions.dataset_version_get).

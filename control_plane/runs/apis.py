@@ -17,7 +17,7 @@ from control_plane.core.api import (
     validated,
     validated_query,
 )
-from control_plane.core.schema import FIELD_PATCHES, MODEL_ID, NAME_SCHEMA
+from control_plane.core.schema import EXACT_NAME_SCHEMA, FIELD_PATCHES, MODEL_ID, NAME_SCHEMA
 from control_plane.core.sse import stream_response, stream_schema
 from control_plane.runs import params as limits
 from control_plane.runs import selectors, services
@@ -150,21 +150,22 @@ FIELD_PATCHES["HyperparametersInputRequest"] = {
     "target_modules": {"items": {"pattern": "^\\s*[A-Za-z0-9_](\\.?[A-Za-z0-9_-])*\\.?\\s*$"}},
 }
 FIELD_PATCHES["RunCreateInputRequest"] = {
-    "datasets": {"minItems": 1, "uniqueItems": True, "items": NAME_SCHEMA},
-    "eval_datasets": {"uniqueItems": True, "items": NAME_SCHEMA},
+    "datasets": {"minItems": 1, "uniqueItems": True, "items": EXACT_NAME_SCHEMA},
+    "eval_datasets": {"uniqueItems": True, "items": EXACT_NAME_SCHEMA},
     "base_model": {"pattern": MODEL_ID},
     "adapter_name": {"pattern": NAME_SCHEMA["pattern"], "maxLength": 100},  # "-v<N>" goes after it
 }
 
 
 class RunCreateInputSerializer(serializers.Serializer):
+    # Names as given, not trimmed: " a" and "a" are not two ways to name one dataset twice.
     datasets = serializers.ListField(
-        child=serializers.CharField(max_length=256),
+        child=serializers.CharField(max_length=256, trim_whitespace=False),
         max_length=limits.MAX_DATASETS,
         help_text="Names of ready datasets; their rows are trained on together.",
     )
     eval_datasets = serializers.ListField(
-        child=serializers.CharField(max_length=256),
+        child=serializers.CharField(max_length=256, trim_whitespace=False),
         max_length=limits.MAX_DATASETS,
         required=False,
         default=list,
