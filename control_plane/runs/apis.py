@@ -145,6 +145,16 @@ class HyperparametersInputSerializer(serializers.Serializer):
 
 # What params.RunParams checks beyond the serializer, for the schema (core.schema).
 FIELD_PATCHES["HyperparametersInputRequest"] = {
+    # params._NUMBERS' ranges, open ends included.
+    **{
+        name: {
+            "minimum": low,
+            "maximum": high,
+            **({"exclusiveMinimum": True} if low_open else {}),
+            **({"exclusiveMaximum": True} if high_open else {}),
+        }
+        for name, (_kind, low, high, low_open, high_open) in limits._NUMBERS.items()
+    },
     "": {"additionalProperties": False},  # an unknown hyperparameter is a 400
     # params._MODULE_RE, never "..": a letter, digit or '_' first.
     "target_modules": {"items": {"pattern": "^\\s*[A-Za-z0-9_](\\.?[A-Za-z0-9_-])*\\.?\\s*$"}},
