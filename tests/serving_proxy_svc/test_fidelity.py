@@ -41,7 +41,9 @@ from synthtune.trainer.v1 import trainer_pb2_grpc
 from tests.support.procs import TEST_GRPC_TOKEN, ServiceProcess, start_service
 from tests.trainer_svc.conftest import ANSWER, HELD_OUT, fixed_answer_rows, write_dataset
 
-pytestmark = pytest.mark.slow
+# vllm: it asks for the session's vllm_server by request.getfixturevalue, which the marking in
+# tests/conftest.py can't see; on the other side it would boot a second one (it once timed out there).
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 MODELS = ("tiny-phi3", "tiny-llama-plain")
 LEARN = tpb.Hyperparameters(lora_r=8, lora_alpha=32, learning_rate=5e-3, epochs=15, batch_size=1,
@@ -78,7 +80,7 @@ def fidelity(request, tiny_models, tmp_path_factory):
     trainer = start_service("trainer_svc", listen_var="SYNTHTUNE_TRAINER_LISTEN", log_path=logs / "trainer.log",
                             env={"SYNTHTUNE_DATA_ROOT": str(data_root), "SYNTHTUNE_MODELS_ROOT": str(tiny_models)})
     plain_vllm = VllmServer(tiny_models / "tiny-llama-plain", served_name="tiny-llama-plain",
-                            log_path=logs / "vllm-plain.log")
+                            log_path=logs / "vllm-plain.log", startup_timeout_s=300)
     proxy: ServiceProcess | None = None
     channel = None
     try:

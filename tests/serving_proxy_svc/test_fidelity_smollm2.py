@@ -33,7 +33,9 @@ from synthtune.trainer.v1 import trainer_pb2_grpc
 from tests.support.procs import REPO, TEST_GRPC_TOKEN, start_service
 from tests.trainer_svc.conftest import wait_for_run
 
-pytestmark = pytest.mark.slow
+# vllm: it asks for the session's smollm2_vllm by request.getfixturevalue, which the marking in
+# tests/conftest.py can't see; on the other side it would boot a second one (it once timed out there).
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 DATASET = REPO / "tests" / "data" / "smollm2-pirate.jsonl"
 # Questions of synthtune.demo_style.QUESTIONS that are not in the training file.
