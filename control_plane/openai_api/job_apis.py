@@ -11,6 +11,7 @@ its checkpoints are the run's evals. Hyperparameters map onto synthtune's:
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Any
 
@@ -41,8 +42,7 @@ class AutoOrNumberField(serializers.Field):
 
     default_error_messages = {"invalid": 'must be "auto" or a number.', "positive": "must be greater than 0."}
 
-    def __init__(self, *, integer: bool = False, **kwargs):
-        self.integer = integer
+    def __init__(self, **kwargs):
         super().__init__(required=False, allow_null=True, **kwargs)
 
     def to_internal_value(self, data: Any) -> float | int | None:
@@ -62,7 +62,7 @@ class FineTuningHyperparametersInputSerializer(serializers.Serializer):
     """OpenAI's three, plus any of synthtune's own (lora_r, max_length, ...), checked by RunParams."""
 
     n_epochs = AutoOrNumberField(help_text='"auto" or epochs (up to 100; fractions allowed).')
-    batch_size = AutoOrNumberField(integer=True, help_text='"auto" or rows per batch.')
+    batch_size = AutoOrNumberField(help_text='"auto" or rows per batch (whole: RunParams checks).')
     learning_rate_multiplier = AutoOrNumberField(help_text='"auto" or a factor on the trainer\'s 2e-4.')
 
     def to_internal_value(self, data):
@@ -260,7 +260,7 @@ class JobCancelApi(OpenAIApiView):
     )
     def post(self, request, job_id: str):
         run = run_services.run_cancel(run=job_run(job_id))
-        return Response(shapes.job_object(job_run(shapes.job_id(run))))
+        return Response(shapes.job_object(run_selectors.run_get(run_id=run.run_id)))
 
 
 class JobEventsApi(OpenAIApiView):
@@ -296,11 +296,12 @@ class JobCheckpointsApi(OpenAIApiView):
         if after_step is not None:
             newest_first = [e for e in newest_first if e.payload["step"] < after_step]
         page = newest_first[: query["limit"]]
+        exported, losses = _exported_step(run, evals), _losses(steps)
         return Response(
             list_body(
                 [
-                    shapes.checkpoint_object(e, run=run, train_loss=_loss_at(steps, e.payload["step"]),
-                                             exported_step=_exported_step(run, evals))
+                    shapes.checkpoint_object(e, run=run, train_loss=_loss_at(losses, e.payload["step"]),
+                                             exported_step=exported)
                     for e in page
                 ],
                 has_more=len(newest_first) > len(page),
@@ -309,10 +310,16 @@ class JobCheckpointsApi(OpenAIApiView):
         )
 
 
-def _loss_at(steps: list[RunEvent], step: int) -> float | None:
+def _losses(steps: list[RunEvent]) -> tuple[list[int], list[float]]:
+    """(steps, losses) of the step events, in step order, for _loss_at's search."""
+    ordered = sorted((e.payload["step"], e.payload["loss"]) for e in steps)
+    return [step for step, _ in ordered], [loss for _, loss in ordered]
+
+
+def _loss_at(losses: tuple[list[int], list[float]], step: int) -> float | None:
     """The training loss logged at or last before `step`."""
-    losses = [e.payload["loss"] for e in steps if e.payload["step"] <= step]
-    return losses[-1] if losses else None
+    at = bisect.bisect_right(losses[0], step)
+    return losses[1][at - 1] if at else None
 
 
 def _exported_step(run: Run, evals: list[RunEvent]) -> int | None:
