@@ -66,6 +66,7 @@ class Stack:
         self.config = config
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.log_dir = config.data_root / "logs"
+        self._commands: dict[str, tuple[list[str], dict[str, str] | None]] = {}  # for restart()
 
     def env(self) -> dict[str, str]:
         env = {
@@ -90,7 +91,35 @@ class Stack:
             start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
         )
         self.procs.append((name, proc))
+        self._commands[name] = (argv, env)
         threading.Thread(target=self._pump, args=(name, proc), daemon=True).start()
+        return proc
+
+    def proc(self, name: str) -> subprocess.Popen:
+        """The newest process started under `name` (datagen, trainer, serving-proxy, worker, control-plane)."""
+        return next(proc for n, proc in reversed(self.procs) if n == name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process, as a crash or the OOM killer would: no chance to tidy up."""
+        proc = self.proc(name)
+        proc.kill()
+        proc.wait()
+
+    def restart(self, name: str) -> subprocess.Popen:
+        """Start `name` again with its first command line and environment (stopping it first if it is
+        still up) and wait until it is ready, as a supervisor would after a crash."""
+        old = self.proc(name)
+        if old.poll() is None:
+            old.send_signal(signal.SIGTERM)
+            old.wait(15)
+        self.procs.remove((name, old))
+        argv, env = self._commands[name]
+        proc = self.spawn(name, argv, env)
+        listen = {s[0]: s[2] for s in implemented_services()}
+        if name in listen:
+            wait_grpc_serving((env or self.env())[listen[name]], proc=proc, name=name)
+        elif name == "control-plane":
+            wait_http_ok(f"{self.config.http_url}/healthz", proc=proc, name=name)
         return proc
 
     def _pump(self, name: str, proc: subprocess.Popen) -> None:
