@@ -33,6 +33,8 @@ Every variable, with its default:
 - SYNTHTUNE_TRAINER_JUDGE_MODEL     (unset)          the model it serves to grade with (both or neither)
 - SYNTHTUNE_TRAINER_JUDGE_TOKEN     (unset)          its bearer token: sent, never stored or logged
 - SYNTHTUNE_TRAINER_JUDGE_TIMEOUT_S 30               each grading request's timeout
+- SYNTHTUNE_OUTBOUND_DENY / _ALLOW  (unset)          the outbound policy the judge URL must pass at start
+                                                      (synthtune.outbound: link-local and metadata always denied)
 With SYNTHTUNE_TRAINER_LAUNCHER=kubeflow only:
 - SYNTHTUNE_TRAINER_KUBEFLOW_RUNTIME   (required)    the TrainingRuntime the TrainJobs point at (the chart
                                                       ships one: the data volume at the same mount path)
@@ -62,6 +64,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
+from synthtune.errors import InvalidArgument
+from synthtune.outbound import OutboundSettings
 from synthtune.settings import CommonSettings, SettingsError, env_alias
 from synthtune.settings import load_settings as _load
 
@@ -71,7 +75,7 @@ if TYPE_CHECKING:
 _DNS_LABEL = r"^([a-z]([-a-z0-9]{0,61}[a-z0-9])?)?$"  # empty, or an RFC 1035 label
 
 
-class TrainerSettings(CommonSettings):
+class TrainerSettings(CommonSettings, OutboundSettings):
     listen: str = Field(default="127.0.0.1:50052", validation_alias=env_alias("SYNTHTUNE_TRAINER_LISTEN", "listen"),
                         pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
     models_root: Path = Field(default=Path("./var/models"),
@@ -132,6 +136,17 @@ class TrainerSettings(CommonSettings):
         if bool(self.judge_url) != bool(self.judge_model):
             raise ValueError("SYNTHTUNE_TRAINER_JUDGE_URL and SYNTHTUNE_TRAINER_JUDGE_MODEL go together: set both "
                              "(a judge for the generation evals) or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _judge_passes_the_outbound_policy(self) -> TrainerSettings:
+        # Checked once, at start, before any call: the judge is the operator's, so the service
+        # refuses to start rather than fail every run's evals later.
+        if self.judge_url:
+            try:
+                self.outbound_policy.check_url(self.judge_url, field="SYNTHTUNE_TRAINER_JUDGE_URL")
+            except InvalidArgument as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     @model_validator(mode="after")

@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from synthtune.errors import InvalidArgument
+from synthtune.settings import SettingsError
+from tests.support.procs import TEST_GRPC_TOKEN
 from tests.trainer_svc.conftest import write_dataset
 from trainer_svc.checkpoints import checkpoints_dir
+from trainer_svc.config import load_settings
 from trainer_svc.training import main, validate_run
 
 pytestmark = pytest.mark.slow
@@ -174,3 +177,16 @@ def test_report_to_mlflow_lands_params_and_metrics_in_a_local_store(make_config,
     # No token anywhere: not in the events, not in any file the run wrote.
     assert secret not in json.dumps(events)
     assert not [p for p in data_root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("url, rule", [
+    ("http://169.254.169.254/v1", ""),  # cloud metadata: always denied
+    ("http://[fd00:ec2::254]/v1", ""),  # AWS metadata over IPv6: always denied
+    ("http://10.1.2.3:8000/v1", "10.0.0.0/8"),  # a private range an operator denies
+])
+def test_a_judge_url_the_outbound_policy_refuses_stops_the_trainer_at_start(url, rule):
+    with pytest.raises(SettingsError, match="SYNTHTUNE_TRAINER_JUDGE_URL") as refused:
+        load_settings(grpc_token=TEST_GRPC_TOKEN, judge_url=url, judge_model="judge", outbound_deny=rule)
+    assert "169.254" in str(refused.value) or "fd00:ec2" in str(refused.value) or rule in str(refused.value)
+    load_settings(grpc_token=TEST_GRPC_TOKEN, judge_url="http://127.0.0.1:8000/v1", judge_model="judge",
+                  outbound_deny=rule)  # loopback passes
