@@ -1,0 +1,163 @@
+"""SIGKILL a process of the running stack mid-job, restart it, and check what the control plane
+says afterwards: nothing lost, nothing twice, a state that is true.
+
+One stack for the module (synthtune.stack, as `make up` runs it), a fake teacher on loopback.
+What the services do on their own after a crash is proved where they live, not again here:
+- datagen_svc killed mid-job: the job is interrupted, its rows kept, a resume completes it
+  (tests/datagen_svc/test_lifecycle.py::test_a_crash_mid_job_reports_interrupted_and_resume_completes);
+- trainer_svc killed mid-run, and its training process killed: the run resumes from its checkpoint
+  (tests/trainer_svc/test_resume.py, tests/trainer_svc/test_service.py);
+- the worker with its service down, then back: it catches up (tests/control_plane/test_worker.py).
+Here each crash is seen through the control plane, with the worker following the streams.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import httpx
+import pytest
+
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.stack import running_stack
+from tests.trainer_svc.conftest import fixed_answer_rows
+
+pytestmark = pytest.mark.slow
+
+TEACHER_TOKEN = "teacher-token-5b1e7c"
+INSTRUCTIONS = [f"Explain topic number {i}." for i in range(24)]
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    with FakeOpenAI(latency_s=0.15) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, tiny_models):
+    with running_stack(
+        tmp_path_factory.mktemp("faults"),
+        SYNTHTUNE_MODELS_ROOT=str(tiny_models),
+        SYNTHTUNE_TRAINER_CHECKPOINT_STEPS="10",
+        SYNTHTUNE_WORKER_BACKOFF_MAX_S="1",
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Token {stack.token}"}, timeout=30) as client:
+        yield client
+
+
+def wait_for(check, *, what: str, timeout_s: float = 60):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def generate(api, teacher, name: str) -> str:
+    reply = api.post("/api/v1/generation-jobs/", json={
+        "name": name, "base_url": teacher.base_url, "model": teacher.model, "token": TEACHER_TOKEN,
+        "mode": "from_instructions", "instructions": INSTRUCTIONS, "concurrency": 1, "max_tokens": 16,
+    })
+    assert reply.status_code == 202, reply.text
+    return reply.json()["job_id"]
+
+
+def job(api, job_id: str) -> dict:
+    return api.get(f"/api/v1/generation-jobs/{job_id}/").json()
+
+
+def assert_events_whole(api, url: str, last_seq: int | None = None) -> list[dict]:
+    """The stored events are 1..last_seq (or 1..their count), each once."""
+    events = api.get(url, params={"limit": 1000}).json()["events"]
+    assert [e["seq"] for e in events] == list(range(1, (last_seq or len(events)) + 1))
+    return events
+
+
+def assert_dataset_whole(api, stack, name: str) -> list[dict]:
+    """The dataset is ready, its file is the one recorded, with every instruction once."""
+    dataset = api.get(f"/api/v1/datasets/{name}/").json()
+    assert dataset["status"] == "ready" and dataset["rows"] == len(INSTRUCTIONS), dataset
+    path = stack.stack.config.data_root / "datasets" / f"{name}.jsonl"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == dataset["sha256"]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(r["instruction"] for r in rows) == sorted(INSTRUCTIONS)
+    assert not path.with_name(path.name + ".partial").exists()
+    return rows
+
+
+def test_the_worker_killed_mid_job_catches_up_after_a_restart(api, stack, teacher):
+    job_id = generate(api, teacher, "worker-killed")
+    wait_for(lambda: job(api, job_id)["kept"] >= 3, what="the worker to store some progress")
+    stack.stack.kill("worker")
+    stored = job(api, job_id)
+    assert stored["state"] == "running"
+    time.sleep(1)  # the job goes on without anyone following it
+    stack.stack.restart("worker")
+
+    done = wait_for(lambda: (j := job(api, job_id))["state"] == "succeeded" and j, what="the job to succeed")
+    assert done["kept"] == len(INSTRUCTIONS) and done["last_seq"] > stored["last_seq"]
+    assert_events_whole(api, f"/api/v1/generation-jobs/{job_id}/events/", done["last_seq"])
+    assert_dataset_whole(api, stack, "worker-killed")
+
+
+def test_datagen_killed_mid_job_is_failed_truthfully_and_resumes_to_the_end(api, stack, teacher):
+    job_id = generate(api, teacher, "datagen-killed")
+    wait_for(lambda: job(api, job_id)["kept"] >= 3, what="some rows")
+    stack.stack.kill("datagen")
+    stack.stack.restart("datagen")
+
+    failed = wait_for(lambda: (j := job(api, job_id))["state"] == "failed" and j, what="the job to be failed")
+    assert "interrupted" in failed["error"] and 3 <= failed["kept"] < len(INSTRUCTIONS), failed
+    dataset = api.get("/api/v1/datasets/datagen-killed/").json()
+    assert dataset["status"] != "ready"  # nothing half-written published
+    assert not (stack.stack.config.data_root / "datasets" / "datagen-killed.jsonl").exists()
+
+    teacher.wait_quiet(0.5)
+    calls = len(teacher.chat_requests())
+    resumed = api.post(f"/api/v1/generation-jobs/{job_id}/resume/", json={"token": TEACHER_TOKEN})
+    assert resumed.status_code == 202, resumed.text
+    done = wait_for(lambda: (j := job(api, job_id))["state"] == "succeeded" and j, what="the resumed job")
+    assert len(teacher.chat_requests()) - calls == len(INSTRUCTIONS) - failed["kept"]  # none asked twice
+    assert_events_whole(api, f"/api/v1/generation-jobs/{job_id}/events/", done["last_seq"])
+    assert_dataset_whole(api, stack, "datagen-killed")
+
+
+def test_the_trainer_killed_mid_run_resumes_from_its_checkpoint(api, stack):
+    rows = fixed_answer_rows(30)
+    uploaded = api.post("/api/v1/datasets/", json={"name": "fixed", "rows": rows})
+    assert uploaded.status_code == 201, uploaded.text
+    started = api.post("/api/v1/runs/", json={
+        "datasets": ["fixed"], "base_model": "tiny-phi3", "adapter_name": "killed",
+        "hyperparameters": {"epochs": 2, "max_length": 128, "batch_size": 1, "gradient_accumulation_steps": 1,
+                            "packing": False, "eval_fraction": 0, "device": "cpu"},
+    })
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    checkpoints = stack.stack.config.data_root / "runs" / run_id / "checkpoints"
+    wait_for(lambda: checkpoints.exists() and any(checkpoints.glob("checkpoint-*")), what="a checkpoint",
+             timeout_s=120)
+    stack.stack.kill("trainer")  # its training process dies with it
+    stack.stack.restart("trainer")
+
+    def run():
+        return api.get(f"/api/v1/runs/{run_id}/").json()
+
+    done = wait_for(lambda: (r := run())["state"] in ("succeeded", "failed", "cancelled") and r,
+                    what="the run to end", timeout_s=180)
+    assert done["state"] == "succeeded", done["error"]
+    assert done["resumes"] == 1 and done["resumed_from_step"] >= 10 and done["step"] == done["max_steps"] == 60
+    events = assert_events_whole(api, f"/api/v1/runs/{run_id}/events/")
+    kinds = [e["type"] for e in events]
+    assert kinds.count("resumed") == 1 and kinds.count("exported") == 1
+    assert max(e["payload"]["step"] for e in events if e["type"] == "step") == 60
+    adapter = api.get(f"/api/v1/adapters/{done['adapter']}/").json()
+    assert adapter["run"] == run_id
