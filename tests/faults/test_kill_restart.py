@@ -13,21 +13,25 @@ Here each crash is seen through the control plane, with the worker following the
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 
 import httpx
 import pytest
 
+from tests.faults.helpers import (
+    INSTRUCTIONS,
+    TEACHER_TOKEN,
+    assert_dataset_whole,
+    assert_events_whole,
+    generate,
+    job,
+    wait_for,
+)
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.stack import running_stack
 from tests.trainer_svc.conftest import fixed_answer_rows
 
 pytestmark = pytest.mark.slow
-
-TEACHER_TOKEN = "teacher-token-5b1e7c"
-INSTRUCTIONS = [f"Explain topic number {i}." for i in range(24)]
 
 
 @pytest.fixture(scope="module")
@@ -51,47 +55,6 @@ def stack(tmp_path_factory, tiny_models):
 def api(stack):
     with httpx.Client(base_url=stack.url, headers={"Authorization": f"Token {stack.token}"}, timeout=30) as client:
         yield client
-
-
-def wait_for(check, *, what: str, timeout_s: float = 60):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def generate(api, teacher, name: str) -> str:
-    reply = api.post("/api/v1/generation-jobs/", json={
-        "name": name, "base_url": teacher.base_url, "model": teacher.model, "token": TEACHER_TOKEN,
-        "mode": "from_instructions", "instructions": INSTRUCTIONS, "concurrency": 1, "max_tokens": 16,
-    })
-    assert reply.status_code == 202, reply.text
-    return reply.json()["job_id"]
-
-
-def job(api, job_id: str) -> dict:
-    return api.get(f"/api/v1/generation-jobs/{job_id}/").json()
-
-
-def assert_events_whole(api, url: str, last_seq: int | None = None) -> list[dict]:
-    """The stored events are 1..last_seq (or 1..their count), each once."""
-    events = api.get(url, params={"limit": 1000}).json()["events"]
-    assert [e["seq"] for e in events] == list(range(1, (last_seq or len(events)) + 1))
-    return events
-
-
-def assert_dataset_whole(api, stack, name: str) -> list[dict]:
-    """The dataset is ready, its file is the one recorded, with every instruction once."""
-    dataset = api.get(f"/api/v1/datasets/{name}/").json()
-    assert dataset["status"] == "ready" and dataset["rows"] == len(INSTRUCTIONS), dataset
-    path = stack.stack.config.data_root / "datasets" / f"{name}.jsonl"
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == dataset["sha256"]
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert sorted(r["instruction"] for r in rows) == sorted(INSTRUCTIONS)
-    assert not path.with_name(path.name + ".partial").exists()
-    return rows
 
 
 def test_the_worker_killed_mid_job_catches_up_after_a_restart(api, stack, teacher):

@@ -77,6 +77,7 @@ SQLITE_ONLY = {
 _INSTALL_HINT = "install Debian's postgresql package (.ci/run does)"
 _UNAVAILABLE = pytest.StashKey[str]()
 _CLUSTER = pytest.StashKey["Cluster"]()
+_RUNNING: Cluster | None = None  # the leg's server, for restart_server()
 
 
 class Unavailable(Exception):
@@ -202,6 +203,17 @@ class Cluster:
         with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10) as conn:
             conn.execute(sql)
 
+    def restart(self) -> None:
+        """Stop the server as a crash would (immediate: no checkpoint, every connection cut) and
+        start it again on the same port and data, recovering from its WAL; back when it accepts."""
+        done = self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+            "-m", "immediate", "-w", "-t", "60", "restart",
+        )  # fmt: skip
+        if done.returncode != 0:
+            log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            raise RuntimeError(f"pg_ctl restart failed:\n{done.stdout}{done.stderr}\n{log}")
+
     def stop(self) -> None:
         if not getattr(self, "base", None) or not self.base.exists():
             return
@@ -233,6 +245,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     early_config.add_cleanup(cluster.stop)
     early_config.stash[_CLUSTER] = cluster
+    global _RUNNING
+    _RUNNING = cluster
     cluster.started_s = time.monotonic() - started
     os.environ["DATABASE_URL"] = cluster.url()
 
@@ -318,6 +332,18 @@ def database_url(database: dict) -> str:
     password = f":{quote(database['PASSWORD'], safe='')}" if database.get("PASSWORD") else ""
     port = f":{database['PORT']}" if database.get("PORT") else ""
     return f"postgres://{user}{password}@{database['HOST']}{port}/{quote(database['NAME'], safe='')}"
+
+
+def restart_server() -> None:
+    """Restart the leg's PostgreSQL server (Cluster.restart); only on the leg."""
+    if _RUNNING is None:
+        raise RuntimeError("no PostgreSQL server of the leg's to restart (run with -p tests.support.postgres)")
+    _RUNNING.restart()
+
+
+def on_postgres_leg() -> bool:
+    """Whether this session runs on the leg's own server (so restart_server() can restart it)."""
+    return _RUNNING is not None
 
 
 @contextmanager
