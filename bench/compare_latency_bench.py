@@ -6,7 +6,9 @@ on /v1/models, as vLLM does. The baseline is what a client without the proxy
 does: the base call, then the adapter call, back to back over one keep-alive
 connection. CompareOne goes through the real gRPC service process (auth,
 manifest read, /v1/models, both calls concurrently). Ideal ratio: 0.5. The two
-are timed alternately, so other load on the machine hits both alike.
+are timed in turns (bench.interleave's calls_in_turns), ROUNDS rounds of CALLS calls
+each, so other load on the machine hits both alike; each round gives a ratio of
+the two medians, the verdict is on the median of those, and their range is printed.
 Target (issue 4): p50(CompareOne) <= 0.55 x p50(two sequential calls).
 """
 
@@ -15,15 +17,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
+from bench.interleave import MIN_ROUNDS, calls_in_turns
 from bench.result import BenchResult
 
 LATENCY_S = 0.1
-CALLS = 40
+ROUNDS = MIN_ROUNDS
+CALLS = 10  # per side and round
 WARMUP = 3
 TARGET_RATIO = 0.55
 ADAPTER = "bench-v1"
@@ -63,41 +65,22 @@ def run() -> BenchResult:
                         reply = stub.CompareOne(request, timeout=10)
                         assert reply.base.text and reply.adapter.text
 
-                    sequential_ms, compare_ms = _interleaved(sequential, compare)
-    ratio = statistics.median(compare_ms) / statistics.median(sequential_ms)
+                    times = calls_in_turns((compare, sequential), rounds=ROUNDS, calls=CALLS, warmup=WARMUP)
+    comparison = times.compare(0, 1)
+    ratio = comparison.ratio
     return BenchResult(
         name="compare_latency",
-        target=f"CompareOne p50 <= {TARGET_RATIO} x two sequential calls ({LATENCY_S * 1000:.0f} ms endpoint)",
+        target=f"CompareOne p50 <= {TARGET_RATIO} x two sequential calls ({LATENCY_S * 1000:.0f} ms endpoint, "
+               f"median of {ROUNDS} rounds' ratios, in turns)",
         passed=ratio <= TARGET_RATIO,
         figures={
-            "sequential_p50_ms": round(statistics.median(sequential_ms), 1),
-            "compare_one_p50_ms": round(statistics.median(compare_ms), 1),
-            "compare_one_p95_ms": round(_p95(compare_ms), 1),
-            "ratio": round(ratio, 3),
+            **comparison.figures("compare_one", "sequential", unit="p50_ms", digits=1),
+            "compare_one_p95_ms": round(times.p95(0), 1),
             "ratio_target": TARGET_RATIO,
-            "overhead_vs_one_call_ms": round(statistics.median(compare_ms) - LATENCY_S * 1000, 1),
-            "calls": CALLS,
+            "overhead_vs_one_call_ms": round(times.p50(0) - LATENCY_S * 1000, 1),
+            "calls_per_side": len(times.calls[0]),
         },
     )
-
-
-def _interleaved(first, second) -> tuple[list[float], list[float]]:
-    """Time the two alternately, so load from other processes hits both alike."""
-    for _ in range(WARMUP):
-        first()
-        second()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(CALLS):
-        for call, out in zip((first, second), times):
-            started = time.perf_counter()
-            call()
-            out.append((time.perf_counter() - started) * 1000)
-    return times
-
-
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[int(0.95 * (len(ordered) - 1))]
 
 
 def _write_adapter(folder: Path) -> None:

@@ -26,7 +26,7 @@ from bench.interleave import interleaved
 from bench.result import BenchResult
 from bench.trainer_data import REPO, small_phi3, varied_rows, write_rows
 
-ROUNDS = 3
+ROUNDS = 5
 ROWS = 48
 
 

@@ -19,7 +19,7 @@ from bench.result import BenchResult
 from bench.trainer_data import models, varied_rows, write_rows
 
 TARGET = 1.25
-ROUNDS = 3
+ROUNDS = 5
 ROWS = 160  # 16 held out (eval_fraction 0.1)
 GENERATE_ROWS = 16
 TRAINING = {"epochs": 3, "max_length": 256, "learning_rate": 1e-3, "eval_fraction": 0.1, "seed": 42,

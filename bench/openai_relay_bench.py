@@ -6,9 +6,10 @@ plane (Bearer token, the relay's model -> target table, one pooled connection to
 Baseline: the same body POSTed straight to vLLM. Both are greedy with ignore_eos, so every call
 generates exactly 32 tokens, and both use one kept-alive httpx client.
 
-The calls are made in turns (AB BA ...) over ROUNDS rounds of CALLS_PER_ROUND calls per side, so
-drift on the machine hits both alike. The verdict is on p50(relay) / p50(direct); each round's
-ratio of medians is the spread.
+The calls are made in turns (bench.interleave's calls_in_turns) over ROUNDS rounds of
+CALLS_PER_ROUND calls per side, so drift on the machine hits both alike. Each round gives the
+ratio of the two sides' medians; the verdict is on the median of those, and their range and
+each side's spread are printed.
 
 Streaming, checked on the same stack: the CPU vLLM's own pace jitters (it often sends a burst of
 tokens at once), so a paced stand-in (tests.support.paced_sse, one chunk every 0.2 s) is a
@@ -27,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.interleave import calls_in_turns
 from bench.result import BenchResult
 from bench.trainer_data import models
 
@@ -44,11 +46,6 @@ BODY = {
     "temperature": 0,
     "ignore_eos": True,  # vLLM's: always 32 tokens, whatever the random model says
 }
-
-
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[round(0.95 * (len(ordered) - 1))]
 
 
 def _timed_call(client, url: str, headers: dict[str, str]) -> float:
@@ -95,34 +92,18 @@ def run() -> BenchResult:
                 "relay": (f"{stack.url}/v1/chat/completions", {"Authorization": f"Bearer {stack.token}"}),
                 "direct": (f"{vllm.url}/v1/chat/completions", {}),
             }
-            for _ in range(WARMUP):
-                for url, headers in sides.values():
-                    _timed_call(client, url, headers)
-            times: dict[str, list[float]] = {"relay": [], "direct": []}
-            round_ratios = []
-            for number in range(ROUNDS):
-                ran: dict[str, list[float]] = {"relay": [], "direct": []}
-                order = ("relay", "direct") if number % 2 == 0 else ("direct", "relay")
-                for _ in range(CALLS_PER_ROUND):
-                    for side in order:
-                        ran[side].append(_timed_call(client, *sides[side]))
-                round_ratios.append(statistics.median(ran["relay"]) / statistics.median(ran["direct"]))
-                for side in ran:
-                    times[side] += ran[side]
+            timed = calls_in_turns([lambda side=side: _timed_call(client, *sides[side]) for side in sides],
+                                   rounds=ROUNDS, calls=CALLS_PER_ROUND, warmup=WARMUP)
             paced_runs = [_paced_arrivals(client, *sides["relay"]) for _ in range(3)]
 
-    relay_p50, direct_p50 = statistics.median(times["relay"]), statistics.median(times["direct"])
-    ratio = relay_p50 / direct_p50
-    figures: dict[str, float | int | str] = {
-        "relay_p50_ms": round(relay_p50, 1),
-        "direct_p50_ms": round(direct_p50, 1),
-        "relay_p95_ms": round(_p95(times["relay"]), 1),
-        "direct_p95_ms": round(_p95(times["direct"]), 1),
-        "overhead_p50_ms": round(relay_p50 - direct_p50, 1),
-        "ratio_p50": round(ratio, 3),
-        "round_ratio_range": f"{min(round_ratios):.3f}-{max(round_ratios):.3f}",
-        "rounds": ROUNDS,
-        "calls_per_side": len(times["relay"]),
+    comparison = timed.compare(0, 1)
+    ratio = comparison.ratio
+    figures: dict[str, object] = {
+        **comparison.figures("relay", "direct", unit="p50_ms", digits=1),
+        "relay_p95_ms": round(timed.p95(0), 1),
+        "direct_p95_ms": round(timed.p95(1), 1),
+        "overhead_p50_ms": round(comparison.difference, 1),
+        "calls_per_side": len(timed.calls[0]),
     }
     # The stream through gunicorn: the first chunk well before the last, the chunks spread as sent.
     stream_s = PACED_PIECES * PACED_GAP_S
