@@ -32,6 +32,7 @@ a request does name, a batch comparison's judge, passes the outbound policy
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -119,17 +120,18 @@ class ProxySettings(CommonSettings, OutboundSettings):
         """Where load and unload go when a request names no targets."""
         return tuple(self.vllm_replicas_text.split(",")) if self.vllm_replicas_text else (self.vllm_url,)
 
-    @property
+    # Computed once (the settings are frozen): every call reads them, and resolve() is a stat per part.
+    @cached_property
     def known_targets(self) -> tuple[str, ...]:
         """Every target a request may name: the default, then the replicas."""
         return tuple(dict.fromkeys((self.vllm_url, *self.replicas)))
 
-    @property
+    @cached_property
     def adapters_dir(self) -> Path:
         """The data root's adapters/ folder, as this process sees it."""
         return (Path(self.data_root) / "adapters").resolve()
 
-    @property
+    @cached_property
     def vllm_adapter_root(self) -> str:
         """The adapters/ folder as vLLM sees it (default: the local absolute path)."""
         return self.vllm_adapter_root_text or str(self.adapters_dir)
