@@ -405,6 +405,13 @@ def jsonl_validate(*, data: bytes, field: str = "file") -> tuple[bytes, records.
     return text.encode("utf-8"), report
 
 
+# JSON text can hold these raw in a string; JSONL must not (str.splitlines() breaks there).
+_LINE_BREAKS_IN_STRINGS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def jsonl_from_rows(rows: Iterable[Any]) -> bytes:
-    """Rows given as JSON values (the API's `rows` field) as JSONL bytes, one row a line."""
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    """Rows given as JSON values (the API's `rows` field) as JSONL bytes, one row a line. U+0085,
+    U+2028 and U+2029 are escaped (as JSON allows): left raw, str.splitlines(), which the
+    readers of a dataset use, would end a line inside a string."""
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return text.translate(_LINE_BREAKS_IN_STRINGS).encode("utf-8")

@@ -317,9 +317,16 @@ def _next_version(family: str) -> int:
     return (highest or 0) + 1
 
 
+_MAX_NAME_CHARS = 128  # synthtune.paths.validate_name
+
+
 def version_default_name(*, parent: Dataset) -> str:
-    """The name a new version of `parent` gets unless the caller names it: "<family>.v<N>"."""
-    return f"{parent.family}.v{_next_version(parent.family)}"
+    """The name a new version of `parent` gets unless the caller names it: "<family>.v<N>"
+    ("<family>v<N>" after a family ending in "."; a name never has ".."), the family cut short
+    where the whole would pass 128 characters."""
+    suffix = f"v{_next_version(parent.family)}"
+    family = parent.family[: _MAX_NAME_CHARS - len(suffix) - 1]
+    return f"{family}{'' if family.endswith('.') else '.'}{suffix}"
 
 
 def version_child_fields(*, parent: Dataset, op: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ from django.db import connection
 
 from control_plane.core.errors import AlreadyExists, PayloadTooLarge, Unavailable
 from control_plane.core.events import EventRecord
-from control_plane.datasets import services
+from control_plane.datasets import services, storage
 from control_plane.datasets.generation import GenerationParams
 from control_plane.datasets.models import Dataset, GenerationJob, JobEvent
 from tests.control_plane.factories import GenerationJobFactory
@@ -121,6 +122,17 @@ def test_upload_records_format_rows_and_checksum(data_root, user):
     assert (dataset.format, dataset.rows, dataset.sha256) == ("mixed", 2, hashlib.sha256(mixed).hexdigest())
     with pytest.raises(AlreadyExists):
         services.dataset_upload(owner=user, name="mixed", data=mixed)
+
+
+def test_rows_with_unicode_line_separators_stay_one_row_each(data_root, user):
+    # Found by the contract test: raw U+2028 in a row's string made str.splitlines() cut the line.
+    rows = [{"instruction": "a\u2028b", "output": "c\x85d\u2029"}, {"instruction": "é?", "output": "ü."}]
+    data = services.jsonl_from_rows(rows)
+    assert len(data.decode().splitlines()) == 2
+    dataset = services.dataset_upload(owner=user, name="separators", data=data)
+    assert dataset.rows == 2
+    stored = storage.absolute(dataset.path).read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in stored] == rows
 
 
 def test_upload_refuses_a_name_whose_file_exists_unrecorded(data_root, user):

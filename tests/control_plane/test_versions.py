@@ -10,6 +10,7 @@ import pytest
 from control_plane.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from control_plane.datasets import services, storage, versions
 from control_plane.datasets.models import Dataset
+from synthtune.paths import validate_name
 from tests.control_plane.factories import DatasetFactory
 from tests.control_plane.helpers import CHAT_ROWS, INSTRUCTION_ROWS, jsonl
 
@@ -200,6 +201,17 @@ def test_version_child_fields_for_a_curation_job(support):
     assert versions.version_child_fields(parent=support, op="curate", params={})["version"] == 3
     with pytest.raises(InvalidArgument):
         versions.version_child_fields(parent=child, op="curate", params={})  # not ready
+
+
+@pytest.mark.parametrize(
+    ("family", "expected"),
+    [("PA.", "PA.v2"), ("a" * 128, "a" * 125 + ".v2"), ("b" * 124 + ".xyz", "b" * 124 + ".v2")],
+)
+def test_a_default_version_name_is_a_valid_name(user, family, expected):
+    # Found by the contract test: "PA." + ".v2" had "..", a 400 for a request the schema allows.
+    parent = services.dataset_upload(owner=user, name=family, data=jsonl(INSTRUCTION_ROWS))
+    name = versions.version_default_name(parent=parent)
+    assert name == expected and validate_name(name) == name
 
 
 def test_a_version_chain_reads_back_whole_from_the_db_and_the_files(user, support, data_root):
