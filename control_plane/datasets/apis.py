@@ -626,5 +626,5 @@ class GenerationJobEventStreamApi(EventStreamApi):
             finished_now=job.is_finished,
             last_seq=job.last_seq,
             fetch_after=lambda seq: selectors.job_event_list(job=job, after_seq=seq, limit=200),
-            finished=lambda: selectors.generation_job_is_finished(job=job),
+            subject=job,
         )

@@ -119,9 +119,3 @@ def generation_job_pending_ids() -> list[str]:
 def job_event_list(*, job: GenerationJob, after_seq: int = 0, limit: int | None = None) -> list[JobEvent]:
     events = job.events.filter(seq__gt=after_seq).order_by("seq")
     return list(events[:limit] if limit else events)
-
-
-def generation_job_is_finished(*, job: GenerationJob) -> bool:
-    """Fresh from the DB: the SSE stream asks this while the worker updates the job."""
-    state = GenerationJob.objects.filter(pk=job.pk).values_list("state", flat=True).first()
-    return state in GenerationJob.TERMINAL_STATES

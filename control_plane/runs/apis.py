@@ -207,7 +207,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
         slug_field="name",
         help_text="The datasets the run evaluates on; empty when its eval split is held out of datasets.",
     )
-    adapter = serializers.CharField(source="adapter.name", default=None, read_only=True)
+    adapter = serializers.CharField(source="adapter.name", default=None, read_only=True, allow_null=True)
     owner = serializers.CharField(source="owner.username", default=None, read_only=True)
     percent = serializers.IntegerField(read_only=True)
     world_size = serializers.IntegerField(read_only=True, help_text="Processes the run trains in.")
@@ -408,7 +408,7 @@ class RunEventStreamApi(EventStreamApi):
             finished_now=run.is_finished,
             last_seq=run.last_seq,
             fetch_after=lambda seq: selectors.run_event_list(run=run, after_seq=seq, limit=200),
-            finished=lambda: selectors.run_is_finished(run=run),
+            subject=run,
         )
 
 

@@ -98,12 +98,6 @@ def run_event_list_newest_first(
     return page[:limit], len(page) > limit
 
 
-def run_is_finished(*, run: Run) -> bool:
-    """Fresh from the DB: the SSE stream asks this while the worker updates the run."""
-    state = Run.objects.filter(pk=run.pk).values_list("state", flat=True).first()
-    return state in Run.TERMINAL_STATES
-
-
 def run_loss_history(*, run: Run, max_points: int = 2000) -> dict[str, list[list[float]]]:
     """The loss curve from the stored step and eval events: {"train": [[step, loss]...],
     "eval": [[step, eval_loss]...]}, in step order. A longer train series is thinned evenly

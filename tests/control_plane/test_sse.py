@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -92,3 +93,72 @@ def test_bad_resume_points_and_unknown_jobs_are_errors_in_the_one_body(api):
     assert_error_body(api.get(stream_url(job), {"after_seq": "-1"}), 400, "INVALID_ARGUMENT")
     response = api.get("/api/v1/generation-jobs/nope/events/stream/", HTTP_ACCEPT="text/event-stream")
     assert_error_body(response, 404, "NOT_FOUND")
+
+
+class _Row:
+    """A stand-in for a job row in core.sse's watch: last_seq and state, as the worker sets them."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.finished = False
+
+
+def test_streams_of_one_job_share_each_lookup_and_fetch_and_the_poller_role_moves_on(monkeypatch):
+    """The watch, alone (no DB: its one lookup is replaced): 12 waiters on one job and 1 on
+    another get every event once, in order; each poll is one lookup for all and one fetch per
+    moved job, not one per waiter; when the poller's own job moves, another waiter polls on."""
+    from control_plane.core import sse
+
+    rows = {("job", "a"): _Row(), ("job", "b"): _Row()}
+    lookups, fetches = [], []
+
+    def look_up(keys):
+        lookups.append(sorted(k[1] for k in keys))
+        return {k: (len(rows[k].events), rows[k].finished) for k in keys}
+
+    def fetcher(key):
+        def fetch_after(seq):
+            fetches.append(key[1])
+            return [e for e in rows[key].events if e.seq > seq]
+        return fetch_after
+
+    monkeypatch.setattr(sse, "_look_up", look_up)
+    watch = sse._Watch()
+    got: dict[int, list[int]] = {}
+
+    def follow(number: int, key) -> None:
+        seen, after = [], 0
+        while True:
+            moved = watch.wait(key, after_seq=after, fetch_after=fetcher(key), timeout_s=10, poll_s=0.01)
+            assert moved is not None, f"waiter {number} timed out after {seen}"
+            seen += [seq for seq, _ in moved.messages]
+            after = seen[-1] if seen else after
+            if moved.finished and moved.last_seq <= after:
+                got[number] = seen
+                return
+
+    class Event:
+        def __init__(self, seq: int) -> None:
+            self.seq, self.type = seq, "progress"
+
+        def as_dict(self) -> dict:
+            return {"seq": self.seq}
+
+    threads = [threading.Thread(target=follow, args=(n, ("job", "a"))) for n in range(12)]
+    threads.append(threading.Thread(target=follow, args=(12, ("job", "b"))))
+    for thread in threads:
+        thread.start()
+    for seq in range(1, 6):  # job a moves five times; job b only at the end
+        time.sleep(0.05)
+        rows[("job", "a")].events.append(Event(seq))
+    rows[("job", "a")].finished = True
+    time.sleep(0.1)
+    assert threads[-1].is_alive() and not any(t.is_alive() for t in threads[:-1])  # b still waits
+    rows[("job", "b")].events.append(Event(1))
+    rows[("job", "b")].finished = True
+    for thread in threads:
+        thread.join(10)
+    assert got == {**{n: [1, 2, 3, 4, 5] for n in range(12)}, 12: [1]}
+    assert all(keys == sorted(set(keys)) for keys in lookups)  # a job once per lookup, however many wait
+    assert fetches.count("a") <= 8 and fetches.count("b") == 1  # per move (a poll may split one), not per waiter
+    assert ["b"] in lookups  # after job a's waiters left, b's waiter polled on its own
