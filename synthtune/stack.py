@@ -141,8 +141,8 @@ class Stack:
         self.spawn("worker", [sys.executable, "-m", "control_plane", "worker"], self._with_metrics_port(env, "worker"))
         self.spawn("control-plane", [
             sys.executable, "-m", "gunicorn", "control_plane.wsgi", "--bind", f"127.0.0.1:{self.config.http_port}",
-            "--config", "python:control_plane.gunicorn_conf",
-            "--worker-class", "gthread", "--threads", "16", "--timeout", "0", "--graceful-timeout", "5",
+            # Workers, threads (gthread) and timeout 0 are the config's, as in the image and the chart.
+            "--config", "python:control_plane.gunicorn_conf", "--graceful-timeout", "5",
         ], env)
         wait_http_ok(f"{self.config.http_url}/healthz", proc=self.procs[-1][1], name="control-plane")
 

@@ -38,9 +38,9 @@ USER 10001:10001
 EXPOSE 8080 9090
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/usr/local/bin/synthtune-healthcheck", "http", "http://127.0.0.1:8080/healthz"]
-# One gunicorn process with threads, as `make up` runs it: SSE streams hold a thread each
-# (--timeout 0), and one process keeps /metrics in memory. Scale with replicas; for several
-# workers per pod set PROMETHEUS_MULTIPROC_DIR to an empty writable folder (gunicorn_conf).
+# gunicorn as `make up` runs it: workers, threads (gthread), timeout 0 and keep-alive come from
+# control_plane.gunicorn_conf (SYNTHTUNE_WEB_WORKERS, default 2; SYNTHTUNE_WEB_THREADS, default
+# 100: each open SSE stream holds one, asleep). Several workers share /metrics through files
+# under /tmp (writable: an emptyDir in the chart).
 CMD ["gunicorn", "control_plane.wsgi", "--config", "python:control_plane.gunicorn_conf", \
-     "--bind", "[::]:8080", "--worker-class", "gthread", "--threads", "16", \
-     "--timeout", "0", "--graceful-timeout", "20"]
+     "--bind", "[::]:8080", "--graceful-timeout", "20"]

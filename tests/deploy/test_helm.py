@@ -454,6 +454,18 @@ def test_the_control_plane_sends_vllm_the_proxys_key_and_has_the_autoload_settin
     assert k8s.env_value(k8s.pod(off, "control-plane").container("control-plane"), "SYNTHTUNE_OPENAI_AUTOLOAD") == "false"
 
 
+def test_the_control_plane_runs_the_configured_gunicorn_workers_and_threads():
+    """Workers and threads reach gunicorn_conf through the env; the args must not override them."""
+    container = k8s.pod(manifests_of("default"), "control-plane").container("control-plane")
+    assert k8s.env_value(container, "SYNTHTUNE_WEB_WORKERS") == "2"
+    assert k8s.env_value(container, "SYNTHTUNE_WEB_THREADS") == "100"
+    assert not {"--workers", "-w", "--threads", "--worker-class", "-k", "--timeout", "-t"} & set(container["args"])
+    sized = render(deep_merge(SCENARIOS["default"], {"controlPlane": {"workers": 3, "threads": 40}}))
+    container = k8s.pod(sized, "control-plane").container("control-plane")
+    assert k8s.env_value(container, "SYNTHTUNE_WEB_WORKERS") == "3"
+    assert k8s.env_value(container, "SYNTHTUNE_WEB_THREADS") == "40"
+
+
 # --- NetworkPolicy -------------------------------------------------------------------------------
 
 
