@@ -79,10 +79,19 @@ fuzz-api: setup
 	SYNTHTUNE_CONTRACT_MIN_CASES=$(FUZZ_API_CASES) SYNTHTUNE_CONTRACT_SEED=$(FUZZ_API_SEED) \
 	$(BIN)/python -m pytest tests/control_plane/test_contract.py -q -s
 
-## bench: every bench/*_bench.py (or BENCH="name ..."), after putting the `bench` extra into .venv:
-## distilabel, the baseline of datagen_vs_distilabel. Only this target installs it (setup and test never
-## do); with constraints.txt it changes no pinned version, so it shares .venv instead of a venv of its own.
+## bench: every bench/*_bench.py (or those named: `make bench load`, or BENCH="name ..."), after putting
+## the `bench` extra into .venv: distilabel, the baseline of datagen_vs_distilabel. Only this target
+## installs it (setup and test never do); with constraints.txt it changes no pinned version, so it shares
+## .venv instead of a venv of its own.
 BENCH ?=
+# Goals given after `bench` are bench names: passed on, and each made a no-op goal of its own.
+ifneq ($(filter bench,$(MAKECMDGOALS)),)
+BENCH_NAMED := $(filter-out bench,$(MAKECMDGOALS))
+BENCH += $(BENCH_NAMED)
+$(BENCH_NAMED):
+	@:
+.PHONY: $(BENCH_NAMED)
+endif
 bench: setup vllm $(VENV)/.bench-installed
 	$(BIN)/python -m bench $(BENCH)
 
