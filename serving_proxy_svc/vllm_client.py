@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from serving_proxy_svc.errors import Internal, PermissionDenied, Unauthenticated
 from serving_proxy_svc.metrics import ADAPTERS_LOADED, outcome_of, vllm_call_done
@@ -66,19 +66,29 @@ class AdapterAlreadyLoaded(Exception):
 
 
 class VllmClient:
-    """One per process: a pooled httpx client; `target` is a base URL such as http://127.0.0.1:8000."""
+    """One per process: a pooled aiohttp session; `target` is a base URL such as http://127.0.0.1:8000."""
 
     def __init__(self, *, timeout_s: float, generation_timeout_s: float, max_connections: int = 64):
         self.timeout_s = timeout_s
         self.generation_timeout_s = generation_timeout_s
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            follow_redirects=False,
-        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None  # made on first use, inside the event loop
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # aiohttp, not httpx: less CPU per call, and far less with calls in flight together (a
+            # comparison's /v1/models and two completions at once: 103.5 against 106.6 ms on a 100 ms
+            # endpoint, one call 0.2-0.4 ms less). Idle connections go after 4 s, before uvicorn's (vLLM's)
+            # 5 s, so a kept one is not one the server is closing. trust_env: HTTP(S)_PROXY, as httpx did.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=4.0),
+                trust_env=True, cookie_jar=aiohttp.DummyCookieJar())
+        return self._session
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def models(self, target: str, *, token: str) -> list[ModelCard]:
         """Everything `target` serves: base models first, then adapters, as vLLM lists them."""
@@ -177,25 +187,26 @@ class VllmClient:
                               extra={"target": target}) from None
 
     async def _send(self, method: str, target: str, route: str, *, token: str, timeout_s: float,
-                    body: dict[str, Any] | None = None) -> httpx.Response:
+                    body: dict[str, Any] | None = None) -> Reply:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         started, outcome = time.perf_counter(), "cancelled"
         try:
-            # httpx's timeout bounds each phase; this bounds the whole call (a slow drip too).
+            # The whole call, connect to the last byte, within timeout_s (a slow drip too).
             async with asyncio.timeout(timeout_s):
-                response = await self._http.request(method, f"{target}{route}", json=body, headers=headers,
-                                                    timeout=timeout_s)
+                async with self._http().request(method, f"{target}{route}", json=body, headers=headers,
+                                                allow_redirects=False) as reply:
+                    response = Reply(status_code=reply.status, content=await reply.read())
             outcome = outcome_of(response.status_code)
             return response
-        except (httpx.TimeoutException, TimeoutError):
+        except TimeoutError:
             outcome = "timeout"
             raise Unavailable(f"vLLM at {target} did not answer {method} {route} within {timeout_s:g}s.",
                               extra={"target": target}) from None
-        except httpx.ConnectError as exc:
+        except aiohttp.ClientConnectorError as exc:
             outcome = "unreachable"
             raise Unavailable(f"vLLM at {target} is unreachable ({_reason(exc)}): is it running at that URL?",
                               extra={"target": target}) from None
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             outcome = "transport_error"
             raise Unavailable(f"vLLM at {target} dropped {method} {route} ({type(exc).__name__}: {_reason(exc)}).",
                               extra={"target": target}) from None
@@ -203,7 +214,22 @@ class VllmClient:
             vllm_call_done(target, route, outcome, time.perf_counter() - started)
 
 
-def _raise_for_common(response: httpx.Response, target: str, what: str) -> None:
+@dataclass(frozen=True)
+class Reply:
+    """A vLLM answer, read whole: its status and body."""
+
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _raise_for_common(response: Reply, target: str, what: str) -> None:
     """Raise for the statuses every route shares (auth, server errors); return on 2xx."""
     status = response.status_code
     if 200 <= status < 300:
@@ -220,7 +246,7 @@ def _raise_for_common(response: httpx.Response, target: str, what: str) -> None:
                           extra={"target": target})
 
 
-def _route_missing(response: httpx.Response) -> bool:
+def _route_missing(response: Reply) -> bool:
     """FastAPI's own 404 for a route that does not exist, not a vLLM error about the adapter."""
     if response.status_code != 404:
         return False
@@ -230,7 +256,7 @@ def _route_missing(response: httpx.Response) -> bool:
         return False
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(response: Reply) -> str:
     """vLLM's own message ({"error": {"message"}}), else FastAPI's {"detail"}, else the body start."""
     text = response.text[:8000]
     message = ""
@@ -254,7 +280,8 @@ def _error_message(response: httpx.Response) -> str:
 def _reason(exc: BaseException) -> str:
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ConnectionRefusedError):
+        if isinstance(seen, ConnectionRefusedError) or isinstance(getattr(seen, "os_error", None),
+                                                                  ConnectionRefusedError):
             return "connection refused"
         if isinstance(seen, OSError) and seen.strerror:
             return seen.strerror

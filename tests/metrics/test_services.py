@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
-import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
@@ -154,16 +156,37 @@ def test_trainer_counts_token_increments_from_cumulative_step_events():
     assert value("synthtune_trainer_tokens_total") - tokens == 260
 
 
-def test_proxy_counts_vllm_calls_by_outcome_and_adapters_per_target():
-    target = "http://vllm-under-test:8000"
+class _Vllm(BaseHTTPRequestHandler):
+    """A stand-in vLLM: /v1/models lists a base and two adapters; anything else fails with a 500."""
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v1/models":
-            return httpx.Response(200, json={"data": [
-                {"id": "base", "root": "/m", "parent": None},
-                {"id": "a-v1", "root": "/adapters/a-v1", "parent": "base"},
-                {"id": "b-v1", "root": "/adapters/b-v1", "parent": "base"}]})
-        return httpx.Response(500, json={"error": {"message": "boom"}})
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self._send(200 if self.path == "/v1/models" else 500, {"data": [
+            {"id": "base", "root": "/m", "parent": None},
+            {"id": "a-v1", "root": "/adapters/a-v1", "parent": "base"},
+            {"id": "b-v1", "root": "/adapters/b-v1", "parent": "base"}]})
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._send(500, {"error": {"message": "boom"}})
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format, *args):
+        pass
+
+
+def test_proxy_counts_vllm_calls_by_outcome_and_adapters_per_target():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Vllm)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = f"http://127.0.0.1:{server.server_address[1]}"
 
     def count(op, outcome, where=target):
         return REGISTRY.get_sample_value(
@@ -173,8 +196,6 @@ def test_proxy_counts_vllm_calls_by_outcome_and_adapters_per_target():
 
     async def main():
         client = VllmClient(timeout_s=2, generation_timeout_s=2)
-        await client.aclose()
-        client._http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
         cards = await client.models(target, token="")
         assert len(cards) == 3
         with pytest.raises(SynthtuneError):
@@ -185,7 +206,11 @@ def test_proxy_counts_vllm_calls_by_outcome_and_adapters_per_target():
             await unreachable.models("http://127.0.0.1:9", token="")  # nothing listens on port 9
         await unreachable.aclose()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        server.shutdown()
+        server.server_close()
     after = count("models", "ok"), count("unload", "http_5xx"), count("models", "unreachable", "http://127.0.0.1:9")
     assert [b - a for a, b in zip(before, after)] == [1, 1, 1]
     assert REGISTRY.get_sample_value("synthtune_vllm_adapters_loaded", {"target": target}) == 2
