@@ -184,16 +184,24 @@ class _Run:
         )
         self.writer = jsonl.Appender(self.files.partial)
         self.meta_writer = jsonl.Appender(self.files.meta_partial)
+        close_error: OSError | None = None
         try:
             await self._work(workers=self._workers(remaining))
         finally:
-            self.writer.close()
-            self.meta_writer.close()
+            # Both closed and the last progress sent even when the final flush fails (a full disk):
+            # that error is raised after, unless the work already raised its own.
+            for writer in (self.writer, self.meta_writer):
+                try:
+                    writer.close()
+                except OSError as exc:
+                    close_error = close_error or exc
             if self.job.counts.kept == 0:
                 # No rows to keep: don't let an empty file hold the dataset name.
                 self.files.partial.unlink(missing_ok=True)
                 self.files.meta_partial.unlink(missing_ok=True)
             self._progress(force=True)
+        if close_error is not None:
+            raise close_error
         self._finish()
 
     def _checks(self) -> RowChecks:

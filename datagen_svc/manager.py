@@ -19,13 +19,13 @@ from pathlib import Path
 from datagen_svc.config import DatagenSettings
 from datagen_svc.filters import read_rows
 from datagen_svc.generator import DatasetFiles, GenerationFailed, generate, metadata_path
-from datagen_svc.jobs import INTERRUPTED, RESUMABLE, TERMINAL, Job, JobState, JobStore
+from datagen_svc.jobs import INTERRUPTED, RESUMABLE, TERMINAL, EventKind, Job, JobState, JobStore
 from datagen_svc.openai_client import ChatClient, ClientConfig
 from datagen_svc.spec import Endpoint, GenerationSpec, Limits, Mode, validate_spec
 from synthtune import jsonl, records
 from synthtune.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
 from synthtune.eventlog import Event, follow
-from synthtune.files import sha256_file
+from synthtune.files import is_no_space, sha256_file
 from synthtune.logs import forget_secret, register_secret
 from synthtune.paths import resolve_under
 
@@ -71,6 +71,9 @@ class JobManager:
                 self.store.set_state(job, JobState.SUCCEEDED)
                 continue
             job.counts.kept = len(jsonl.recover(files.partial, check=records.row_format))
+            # Rows written after the last progress event are kept too: say so before the state
+            # change, so a follower (the control plane) shows the counts a resume goes on from.
+            self.store.append(job.job_id, EventKind.PROGRESS, job.progress_data())
             self.store.set_state(job, JobState.FAILED, error=INTERRUPTED)
             logger.warning("job was interrupted", extra={"job_id": job.job_id, "kept": job.counts.kept})
 
@@ -293,8 +296,18 @@ class JobManager:
                 extra={"job_id": job.job_id, "reason": exc.reason, "kept": job.counts.kept},
             )
         except Exception as exc:
-            logger.exception("generation crashed", extra={"job_id": job.job_id})
-            self.store.set_state(job, JobState.FAILED, error=f"internal error ({type(exc).__name__})")
+            if is_no_space(exc):
+                # Not a bug: the rows written so far are in the .partial file (a torn last line is cut
+                # off at the resume), and a resume goes on from them.
+                reason = (
+                    f"no space left on the data root's disk while writing {job.dataset_path}; the rows "
+                    "written so far are kept. Free some space there, then resume the job."
+                )
+                logger.warning("generation failed", extra={"job_id": job.job_id, "reason": reason})
+            else:
+                logger.exception("generation crashed", extra={"job_id": job.job_id})
+                reason = f"internal error ({type(exc).__name__})"
+            self.store.set_state(job, JobState.FAILED, error=reason)
         else:
             logger.info(
                 "generation succeeded",

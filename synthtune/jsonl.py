@@ -76,6 +76,8 @@ class Appender:
         """Flush, fsync and close; safe to call twice."""
         if self._handle.closed:
             return
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        finally:
+            self._handle.close()  # even when the flush fails (a full disk): no file left open

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from synthtune.errors import AlreadyExists
-from synthtune.files import fsync_dir, sha256_file
+from synthtune.files import StorageFull, fsync_dir, is_no_space, sha256_file
 from synthtune.paths import validate_name
 
 logger = logging.getLogger(__name__)
@@ -146,8 +146,10 @@ def export_adapter(
             _make_readable(tmp)
             os.rename(tmp, final)
             fsync_dir(root)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if is_no_space(exc):  # the run's last checkpoint is kept: a resume exports again
+                raise StorageFull(f"{ADAPTERS_DIR}/{name}", then="resume the run") from exc
             raise
     logger.info("exported adapter %s", name)
     return ExportResult(name, final, f"{ADAPTERS_DIR}/{name}", manifest["weights_sha256"], manifest)
