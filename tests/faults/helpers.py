@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 TEACHER_TOKEN = "teacher-token-5b1e7c"
 INSTRUCTIONS = [f"Explain topic number {i}." for i in range(24)]
@@ -50,3 +54,31 @@ def assert_dataset_whole(api, stack, name: str) -> list[dict]:
     assert sorted(r["instruction"] for r in rows) == sorted(INSTRUCTIONS)
     assert not path.with_name(path.name + ".partial").exists()
     return rows
+
+
+def free_bytes(folder: Path) -> int:
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
+
+
+@contextmanager
+def disk_full(folder: Path, *, leave_bytes: int = 0) -> Iterator[None]:
+    """Fill the file system under `folder` (a small tmpfs) but for about `leave_bytes`, with one
+    hidden filler file, deleted afterwards."""
+    filler = folder / ".filler"
+    try:
+        with filler.open("wb") as handle:
+            size = max(0, free_bytes(folder) - leave_bytes)
+            chunk = b"\0" * (1 << 20)
+            while size > 0:
+                handle.write(chunk[: min(size, len(chunk))])
+                size -= len(chunk)
+        assert free_bytes(folder) <= leave_bytes + 4096
+        yield
+    finally:
+        filler.unlink(missing_ok=True)
+
+
+def files_under(folder: Path) -> list[str]:
+    """Every file and folder under `folder` (hidden ones included), the filler left out."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name != ".filler")

@@ -1,7 +1,7 @@
 """SIGKILL a process of the running stack mid-job, restart it, and check what the control plane
 says afterwards: nothing lost, nothing twice, a state that is true.
 
-One stack for the module (synthtune.stack, as `make up` runs it), a fake teacher on loopback.
+The package's one stack (tests/faults/conftest.py), a fake teacher on loopback.
 What the services do on their own after a crash is proved where they live, not again here:
 - datagen_svc killed mid-job: the job is interrupted, its rows kept, a resume completes it
   (tests/datagen_svc/test_lifecycle.py::test_a_crash_mid_job_reports_interrupted_and_resume_completes);
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 
 from tests.faults.helpers import (
@@ -27,34 +26,9 @@ from tests.faults.helpers import (
     job,
     wait_for,
 )
-from tests.support.fake_openai import FakeOpenAI
-from tests.support.stack import running_stack
 from tests.trainer_svc.conftest import fixed_answer_rows
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def teacher():
-    with FakeOpenAI(latency_s=0.15) as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, tiny_models):
-    with running_stack(
-        tmp_path_factory.mktemp("faults"),
-        SYNTHTUNE_MODELS_ROOT=str(tiny_models),
-        SYNTHTUNE_TRAINER_CHECKPOINT_STEPS="10",
-        SYNTHTUNE_WORKER_BACKOFF_MAX_S="1",
-    ) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def api(stack):
-    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Token {stack.token}"}, timeout=30) as client:
-        yield client
 
 
 def test_the_worker_killed_mid_job_catches_up_after_a_restart(api, stack, teacher):
@@ -82,7 +56,10 @@ def test_datagen_killed_mid_job_is_failed_truthfully_and_resumes_to_the_end(api,
     assert "interrupted" in failed["error"] and 3 <= failed["kept"] < len(INSTRUCTIONS), failed
     dataset = api.get("/api/v1/datasets/datagen-killed/").json()
     assert dataset["status"] != "ready"  # nothing half-written published
-    assert not (stack.stack.config.data_root / "datasets" / "datagen-killed.jsonl").exists()
+    datasets = stack.stack.config.data_root / "datasets"
+    assert not (datasets / "datagen-killed.jsonl").exists()
+    kept_on_disk = (datasets / "datagen-killed.jsonl.partial").read_text().splitlines()
+    assert failed["kept"] == len(kept_on_disk)  # rows written after the last progress event count too
 
     teacher.wait_quiet(0.5)
     calls = len(teacher.chat_requests())
