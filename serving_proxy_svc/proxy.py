@@ -58,6 +58,8 @@ from synthtune.records import row_format
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# Comparisons' model names remembered, one per (target, adapter, served name) compared lately.
+_MAX_REMEMBERED = 1024
 DATASET_DIRS = ("datasets", "adapters")
 GREEDY = Sampling()  # nothing set: temperature 0 and the configured max_tokens
 _REPORTED_LINE_ERRORS = 5
@@ -135,6 +137,9 @@ class ServingProxy:
         self.settings = settings
         self.client = client or VllmClient(timeout_s=settings.vllm_timeout_s,
                                            generation_timeout_s=settings.vllm_generation_timeout_s)
+        # (target, adapter, served_name) -> the (base, adapter) model names the last comparison's
+        # /v1/models gave: the next comparison asks with them while it reads /v1/models again.
+        self._compare_names: dict[tuple[str, str, str], tuple[str, str]] = {}
         if settings.vllm_token:  # masked for the life of the process: one count is never given back
             with _secret_lock:
                 _secret_counts[settings.vllm_token] += 1
@@ -199,10 +204,35 @@ class ServingProxy:
         route, fragment = prompt_request(prompt, adapter.prompt_format, system=system_prompt)
         with _secret(token):
             vllm_token = self._token(token)
-            base_model, adapter_model = await self._compare_models(chosen, adapter, served_name, vllm_token)
-            base, tuned = await _both(*(
-                self.client.complete(chosen, route=route, body={"model": model, **fragment, **params}, token=vllm_token)
-                for model in (base_model, adapter_model)))
+
+            def generate(names: tuple[str, str]) -> list[Awaitable[Completion]]:
+                return [self.client.complete(chosen, route=route, body={"model": model, **fragment, **params},
+                                             token=vllm_token) for model in names]
+
+            key = (chosen, adapter.name, served_name)
+            guess = self._compare_names.get(key)
+            if guess is None:
+                names = await self._compare_models(chosen, adapter, served_name, vllm_token)
+                base, tuned = await _both(*generate(names))
+            else:
+                # The check and the generations at once: the answers count only if the fresh /v1/models
+                # names the same models (else they are dropped and asked again), so a comparison is
+                # still checked against what vLLM serves now, without waiting for the listing first.
+                started = [asyncio.ensure_future(call) for call in generate(guess)]
+                try:
+                    names = await self._compare_models(chosen, adapter, served_name, vllm_token)
+                except BaseException:
+                    self._compare_names.pop(key, None)
+                    _cancel(started)
+                    raise
+                if names == guess:
+                    base, tuned = await _both(*started)
+                else:
+                    _cancel(started)
+                    base, tuned = await _both(*generate(names))
+            if len(self._compare_names) >= _MAX_REMEMBERED and key not in self._compare_names:
+                self._compare_names.clear()
+            self._compare_names[key] = names
         return CompareResult(base=base, adapter=tuned, prompt_format=adapter.prompt_format)
 
     async def compare_batch(self, *, adapter_name: str, served_name: str = "", dataset_path: str = "",
@@ -517,6 +547,13 @@ async def _both(first: Awaitable[T], second: Awaitable[T]) -> list[T]:
             if not task.done():
                 task.cancel()
                 task.add_done_callback(_consume)
+
+
+def _cancel(tasks: Sequence[asyncio.Future]) -> None:
+    """Cancel calls whose answers are not wanted, and never leave their errors unretrieved."""
+    for task in tasks:
+        task.cancel()
+        task.add_done_callback(_consume)
 
 
 def _consume(task: asyncio.Task) -> None:

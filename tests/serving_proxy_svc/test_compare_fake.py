@@ -111,6 +111,29 @@ def test_a_served_name_that_is_not_loaded_is_not_found(proxy, fake):
     assert fake.chat_requests() == []
 
 
+def test_a_repeated_comparison_is_checked_against_a_fresh_listing(proxy, fake, data_root):
+    # The second comparison asks with the names the first one's /v1/models gave while it reads
+    # /v1/models again; its answers count only if the listing still names those models.
+    proxy.compare("Hi", ADAPTER)
+    fake.requests.clear()
+    proxy.compare("Hi", ADAPTER)
+    assert sorted(r.body["model"] for r in fake.chat_requests()) == ["fake-model", ADAPTER]  # asked once
+    # Reloaded under another served name: the remembered names' answers are dropped, the served ones asked.
+    fake.models = [fake.models[0], {**fake.models[1], "id": "faq-v3-b"}]
+    fake.requests.clear()
+    reply = proxy.compare("Hi", ADAPTER)
+    assert (reply.base.model, reply.adapter.model) == ("fake-model", "faq-v3-b")
+    assert sorted(r.body["model"] for r in fake.chat_requests()[-2:]) == ["fake-model", "faq-v3-b"]
+    # Unloaded (a restarted vLLM): NOT_FOUND from the listing, whatever the guessed calls got.
+    fake.models = fake.models[:1]
+    error = rpc_error(proxy.compare, "Hi", ADAPTER)
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "not loaded" in error.details()
+    # Loaded from another adapter's folder under the same name: refused, as on a first comparison.
+    fake.models = [fake.models[0], {"id": "faq-v3-b", "root": "/elsewhere/faq-v3-b", "parent": "fake-model"}]
+    error = rpc_error(proxy.compare, "Hi", ADAPTER, served_name="faq-v3-b")
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
 def test_batch_streams_rows_then_the_summary(proxy, fake):
     events = proxy.compare_batch(ADAPTER)
     rows = [e.row for e in events if e.WhichOneof("kind") == "row"]
