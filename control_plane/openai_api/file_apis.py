@@ -54,10 +54,14 @@ class OpenAIFileUploadInputSerializer(serializers.Serializer):
 
 
 class OpenAIFileListInputSerializer(serializers.Serializer):
-    purpose = serializers.CharField(required=False, max_length=64)
+    # Ids and names are taken as given, not trimmed: DRF trims before max_length, so a value over
+    # the schema's maxLength would pass once trimmed.
+    purpose = serializers.CharField(required=False, max_length=64, trim_whitespace=False)
     limit = serializers.IntegerField(min_value=1, max_value=MAX_LIST_LIMIT, default=MAX_LIST_LIMIT)
     order = serializers.ChoiceField(choices=["asc", "desc"], default="desc")
-    after = serializers.CharField(required=False, max_length=200, help_text="A file id: the page after it.")
+    after = serializers.CharField(
+        required=False, max_length=200, trim_whitespace=False, help_text="A file id: the page after it."
+    )
 
 
 class FileCollectionApi(OpenAIApiView):

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 
 from control_plane.core.api import validated, validated_query
 from control_plane.core.errors import InvalidArgument, NotFound
+from control_plane.core.schema import FIELD_PATCHES
 from control_plane.openai_api import shapes
 from control_plane.openai_api.base import OpenAIApiView, cursor_page, list_body
 from control_plane.openai_api.file_apis import file_dataset
@@ -121,6 +122,10 @@ class FineTuningJobCreateInputSerializer(serializers.Serializer):
         return attrs
 
 
+# validate_integrations: none are supported (an empty list or null is no integration).
+FIELD_PATCHES["FineTuningJobCreateInputRequest"] = {"integrations": {"maxItems": 0}}
+
+
 def _hyperparameters(values: dict[str, Any], seed: int | None) -> dict[str, Any]:
     """OpenAI's hyperparameters as synthtune's (unset ones left to the trainer)."""
     out: dict[str, Any] = {}
@@ -176,12 +181,16 @@ def _seq_after(value: str | None, *, run: Run, prefix: str, what: str, field: st
 
 
 class FineTuningJobListInputSerializer(serializers.Serializer):
-    after = serializers.CharField(required=False, max_length=200, help_text="A job id: the page after it.")
+    # An id is taken as given, not trimmed: DRF trims before max_length, so a value over the
+    # schema's maxLength would pass once trimmed.
+    after = serializers.CharField(
+        required=False, max_length=200, trim_whitespace=False, help_text="A job id: the page after it."
+    )
     limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=20)
 
 
 class FineTuningPageInputSerializer(serializers.Serializer):
-    after = serializers.CharField(required=False, max_length=200)
+    after = serializers.CharField(required=False, max_length=200, trim_whitespace=False)
     limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=20)
 
 
