@@ -20,8 +20,9 @@ in any CharField), and, where a blank is refused, at least one character that is
 (synthtune.errors, the services refuse anything else). FIELD_PATCHES adds what a view's own
 validation checks (a range's open end, a URL's form).
 
-Each error status gets its body: {"message", "code", "extra"} (Error) under /api/v1 and at the
-old routes' error statuses they share; OpenAI's {"error": {...}} (OpenAIError) under /v1/.
+Each error status gets its body: {"message", "code", "extra"} (Error) under /api/v1; OpenAI's
+{"error": {...}} (OpenAIError) under /v1/; the old app's {"status": "error", "message"}
+(LegacyError) at the old routes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from rest_framework import serializers
 _METHODS = ("get", "put", "post", "patch", "delete")
 API_ERROR = "Error"
 OPENAI_ERROR = "OpenAIError"
+LEGACY_ERROR = "LegacyError"  # the old routes' {"status": "error", "message"} (control_plane.legacy.schema)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -60,6 +62,14 @@ _ERROR_SCHEMA: dict[str, Any] = {
         "extra": {"type": "object", "additionalProperties": {}},
     },
     "required": ["message", "code", "extra"],
+}
+
+
+_LEGACY_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": 'The old app\'s failure body: {"status": "error", "message"}.',
+    "properties": {"status": {"type": "string", "enum": ["error"]}, "message": {"type": "string"}},
+    "required": ["status", "message"],
 }
 
 
@@ -97,6 +107,9 @@ FIELD_PATCHES: dict[str, dict[str, dict[str, Any]]] = {
     # SamplingSerializer.validate_top_p: (0, 1].
     "SamplingRequest": {"top_p": {"exclusiveMinimum": True}},
 }
+# component -> property -> the property's whole schema, where a view's own check makes a field
+# that the serializer leaves optional and blank-taking required and not blank (the old routes').
+FIELD_REPLACEMENTS: dict[str, dict[str, dict[str, Any]]] = {}
 
 
 def _string_pattern(field: serializers.Field) -> str | None:
@@ -135,6 +148,9 @@ def _merge(schema: dict[str, Any], keywords: dict[str, Any]) -> None:
 
 def _request_constraints(result: dict[str, Any]) -> None:
     schemas = result["components"]["schemas"]
+    for component, replacements in FIELD_REPLACEMENTS.items():
+        if component in schemas:
+            schemas[component].setdefault("properties", {}).update(replacements)
     for component, patches in FIELD_PATCHES.items():
         for prop, keywords in patches.items():
             if prop == "" and component in schemas:  # the component itself
@@ -152,6 +168,17 @@ def _request_constraints(result: dict[str, Any]) -> None:
                         schema.setdefault("pattern", HEADER_TOKEN)
                     if parameter["in"] == "path" and (named := _path_names(path, parameter["name"])):
                         schema.update(named)
+                    if parameter["name"] in _QUERY_RULES and parameter["in"] in ("query", "header"):
+                        schema.update(_QUERY_RULES[parameter["name"]])
+
+
+# Parameters whose view checks more than their serializer says: core.sse.resume_point (a seq is
+# >= 0), the dataset diff's `against` (a dataset or name@N).
+_QUERY_RULES: dict[str, dict[str, Any]] = {
+    "after_seq": {"minimum": 0},
+    "Last-Event-ID": {"minimum": 0},
+    "against": DATASET_REF_SCHEMA,
+}
 
 
 def _path_names(path: str, parameter: str) -> dict[str, Any] | None:
@@ -165,6 +192,20 @@ def _path_names(path: str, parameter: str) -> dict[str, Any] | None:
     return None
 
 
+# One server-sent event as schemathesis (and EventSource) reads it: `data:` lines joined, the
+# `event:` type (default "message"), the `id:` (a number here) and `retry:`.
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["data", "event"],
+    "properties": {
+        "data": {"type": "string"},
+        "event": {"type": "string"},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
+
 # gunicorn's own answer to a request line past limit_request_line (4094 bytes), before Django.
 URI_TOO_LONG = {
     "description": "URI Too Long: the request line is over gunicorn's 4094 bytes (gunicorn's HTML page).",
@@ -173,7 +214,9 @@ URI_TOO_LONG = {
 
 
 def _error_ref(path: str) -> str:
-    return OPENAI_ERROR if path.startswith("/v1/") else API_ERROR
+    if path.startswith("/v1/"):
+        return OPENAI_ERROR
+    return API_ERROR if path.startswith("/api/") else LEGACY_ERROR
 
 
 def _framework_statuses(operation: dict[str, Any]) -> set[int]:
@@ -216,6 +259,18 @@ def _json_unless_file(operation: dict[str, Any], schemas: dict[str, Any]) -> Non
         _split_jsonl_body(content, schemas)
 
 
+def _jsonl_file_part(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """A body's `file` is a dataset file: its part's media type says it is JSON Lines."""
+    multipart = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+    if not multipart:
+        return
+    schema = multipart["schema"]
+    if "$ref" in schema:
+        schema = schemas.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    if schema.get("properties", {}).get("file", {}).get("format") == "binary":
+        multipart["encoding"] = {"file": {"contentType": JSONL_MEDIA_TYPE}}
+
+
 def _body_required(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
     """A body with required fields cannot be left out (drf-spectacular marks only serializers')."""
     body = operation.get("requestBody")
@@ -227,6 +282,48 @@ def _body_required(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
             if schema.get("required"):
                 body["required"] = True
 
+
+# A dataset file's part in a multipart body: UTF-8 JSON Lines, each line a row (synthtune.records).
+JSONL_MEDIA_TYPE = "application/jsonl"
+_ROW_TEXT = {"type": "string", "pattern": "\\S"}  # records.row_format: not blank once stripped
+# One row of a dataset body's `rows` (synthtune.records.row_format). OpenAPI 3.0 cannot say the
+# chat format's last two rules (the last message an assistant's, not blank; a user message in
+# it): they are in the description, and the server answers 400 naming the row otherwise.
+ROW_SCHEMA: dict[str, Any] = {
+    "description": 'A row: {"instruction", "output", "input"?, "system"?} or {"messages": [...]}, the '
+    "last message a non-blank assistant answer and at least one user message.",
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["instruction", "output"],
+            "properties": {
+                "instruction": _ROW_TEXT,
+                "output": _ROW_TEXT,
+                "input": {"type": "string"},
+                "system": {"type": "string"},
+                "messages": {"not": {}},
+            },
+        },
+        {
+            "type": "object",
+            "required": ["messages"],
+            "properties": {
+                "messages": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["role", "content"],
+                        "properties": {
+                            "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+                            "content": {"type": "string"},
+                        },
+                    },
+                }
+            },
+        },
+    ],
+}
 
 # The three ways to send a dataset body (datasets.apis.JsonlBodySerializer): exactly one.
 _JSONL_WAYS = ("file", "content", "rows")
@@ -244,6 +341,7 @@ def _split_jsonl_body(content: dict[str, Any], schemas: dict[str, Any]) -> None:
     properties = base["properties"]
     required = [field for field in base.get("required", []) if field not in _JSONL_WAYS]
     as_json = {**base, "properties": {k: v for k, v in properties.items() if k != "file"}}
+    as_json["properties"]["rows"] = {**properties["rows"], "minItems": 1, "items": ROW_SCHEMA}
     as_json["oneOf"] = [{"required": ["content"]}, {"required": ["rows"]}]
     as_form = {**base, "properties": {k: v for k, v in properties.items() if k not in ("content", "rows")}}
     as_form["required"] = ["file", *required]
@@ -263,6 +361,7 @@ def postprocess_errors(result: dict[str, Any], generator, request, public) -> di
     error status with its error body."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas[API_ERROR] = _ERROR_SCHEMA
+    schemas[LEGACY_ERROR] = _LEGACY_ERROR_SCHEMA
     _request_constraints(result)
     for path, operations in result.get("paths", {}).items():
         ref = {"$ref": f"#/components/schemas/{_error_ref(path)}"}
@@ -270,12 +369,17 @@ def postprocess_errors(result: dict[str, Any], generator, request, public) -> di
             if method not in _METHODS:
                 continue
             _json_unless_file(operation, schemas)
+            _jsonl_file_part(operation, schemas)
             _body_required(operation, schemas)
             responses = operation.setdefault("responses", {})
             for status in _framework_statuses(operation):
                 responses.setdefault(str(status), {"description": HTTPStatus(status).phrase})
             if "414" in responses:
                 responses["414"] = URI_TOO_LONG
+            for response in responses.values():
+                stream = response.get("content", {}).get("text/event-stream")
+                if stream is not None and stream.get("schema") == {"type": "string"}:
+                    stream["schema"] = SSE_EVENT_SCHEMA
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400 and not response.get("content"):
                     response["content"] = {"application/json": {"schema": ref}}

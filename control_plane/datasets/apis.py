@@ -39,6 +39,52 @@ _FORMAT_CHOICES = list(records.FORMATS)
 # --- serializers -------------------------------------------------------------------
 
 
+def _mode_rules() -> list[dict]:
+    """generation.GenerationParams' inputs per mode, each "mode is not X, or X's inputs" (mode
+    defaults to self_instruct): num_rows unless from_instructions; fixed: a prompt_template and
+    no near-duplicate filter on; self_instruct, evol_instruct: a topic or seed_examples;
+    topic_tree: a topic; from_instructions: instructions. And no input of another mode."""
+
+    def mode_is(*modes: str) -> dict:
+        return {"required": ["mode"], "properties": {"mode": {"enum": list(modes)}}}
+
+    def given(field: str) -> dict:  # a text that is not blank (the serializer trims it)
+        return {"required": [field], "properties": {field: {"pattern": "\\S"}}}
+
+    def listed(field: str) -> dict:  # a list's items are never blank (the serializer refuses one)
+        return {"required": [field], "properties": {field: {"minItems": 1}}}
+
+    near_dup_on = {
+        "required": ["filters"],
+        "properties": {
+            "filters": {
+                "required": ["near_dup"],
+                "properties": {"near_dup": {"not": {"required": ["enabled"], "properties": {"enabled": {"enum": [False]}}}}},
+            }
+        },
+    }
+    others = [mode for mode in limits.MODES if mode not in ("self_instruct", "evol_instruct")]
+    default = {"not": {"required": ["mode"]}}  # self_instruct
+    # datagen's spec: an input of another mode is refused, not ignored.
+    only_with = {
+        "prompt_template": (given("prompt_template"), ["fixed"]),
+        "topic": (given("topic"), ["self_instruct", "evol_instruct", "topic_tree"]),
+        "seed_examples": (listed("seed_examples"), ["self_instruct", "evol_instruct"]),
+        "instructions": (listed("instructions"), ["from_instructions"]),
+    }
+    return [
+        *(
+            {"anyOf": [{"not": present}, mode_is(*modes), *([default] if "self_instruct" in modes else [])]}
+            for present, modes in only_with.values()
+        ),
+        {"anyOf": [{"required": ["num_rows"]}, mode_is("from_instructions")]},
+        {"anyOf": [{"not": mode_is("fixed")}, {"allOf": [given("prompt_template"), {"not": near_dup_on}]}]},
+        {"anyOf": [mode_is(*others), given("topic"), listed("seed_examples")]},
+        {"anyOf": [{"not": mode_is("topic_tree")}, given("topic")]},
+        {"anyOf": [{"not": mode_is("from_instructions")}, listed("instructions")]},
+    ]
+
+
 # What generation.GenerationParams checks beyond the serializers, for the schema (core.schema).
 FIELD_PATCHES.update(
     {
@@ -63,25 +109,35 @@ FIELD_PATCHES.update(
             "min_score": {"minimum": limits.MIN_SCORE, "maximum": limits.MAX_SCORE},
             "rubric": {"maxItems": limits.MAX_CRITERIA},
         },
-        "CriterionRequest": {"name": {"pattern": "^\\s*" + limits._CRITERION_NAME.pattern[1:-1] + "\\s*$"}},
+        "CriterionRequest": {
+            # "reason" is the judge's own key in its answer.
+            "name": {
+                "pattern": "^\\s*" + limits._CRITERION_NAME.pattern[1:-1] + "\\s*$",
+                "not": {"pattern": "^\\s*reason\\s*$"},
+            }
+        },
         "DatasetUploadInputRequest": {"name": NAME_SCHEMA},
         "GenerateInputRequest": {
             "name": NAME_SCHEMA,
-            # generation.GenerationParams: a mode's settings only with that mode.
+            # generation.GenerationParams: a mode's settings only with that mode, and each mode's
+            # inputs (_mode_rules).
             "": {
                 "allOf": [
-                    {
-                        "anyOf": [
-                            {"not": {"required": [settings]}},
-                            {"required": ["mode"], "properties": {"mode": {"enum": [settings]}}},
-                        ]
-                    }
-                    for settings in ("evol_instruct", "topic_tree")
+                    *(
+                        {
+                            "anyOf": [
+                                {"not": {"required": [settings]}},
+                                {"required": ["mode"], "properties": {"mode": {"enum": [settings]}}},
+                            ]
+                        }
+                        for settings in ("evol_instruct", "topic_tree")
+                    ),
+                    *_mode_rules(),
                 ]
             },
         },
         "CurateInputRequest": {"name": NAME_SCHEMA},
-        "MergeInputRequest": {"name": NAME_SCHEMA, "sources": {"items": DATASET_REF_SCHEMA}},
+        "MergeInputRequest": {"name": NAME_SCHEMA, "sources": {"items": DATASET_REF_SCHEMA, "uniqueItems": True}},
         "EditInputRequest": {"name": NAME_SCHEMA},
     }
 )
@@ -94,8 +150,8 @@ class EndpointUrlField(serializers.CharField):
 
 
 class DatasetOutputSerializer(serializers.ModelSerializer):
-    owner = serializers.CharField(source="owner.username", default=None, read_only=True)
-    parent = serializers.CharField(source="parent.name", default=None, read_only=True)
+    owner = serializers.CharField(source="owner.username", default=None, read_only=True, allow_null=True)
+    parent = serializers.CharField(source="parent.name", default=None, read_only=True, allow_null=True)
 
     class Meta:
         model = Dataset

@@ -27,7 +27,7 @@ class VersionOutputSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
     rows = serializers.IntegerField()
     status = serializers.CharField()
-    parent = serializers.CharField(source="parent.name", default=None)
+    parent = serializers.CharField(source="parent.name", default=None, allow_null=True)
     operation = serializers.JSONField()
     created_at = serializers.DateTimeField()
 

@@ -316,8 +316,10 @@ class CompareJudgeInputSerializer(serializers.Serializer):
 
 
 # The adapter a comparison names is a plain name (synthtune.paths.validate_name), for the schema.
-FIELD_PATCHES["CompareInputRequest"] = {"adapter": NAME_SCHEMA}
-FIELD_PATCHES["CompareBatchInputRequest"] = {"adapter": NAME_SCHEMA}
+# served_name: blank (the newest loaded version) or a name, as the serving proxy checks it.
+_SERVED_NAME = {"pattern": f"^\\s+$|{NAME_SCHEMA['pattern']}", "maxLength": NAME_SCHEMA["maxLength"]}
+FIELD_PATCHES["CompareInputRequest"] = {"adapter": NAME_SCHEMA, "served_name": _SERVED_NAME}
+FIELD_PATCHES["CompareBatchInputRequest"] = {"adapter": NAME_SCHEMA, "served_name": _SERVED_NAME}
 FIELD_PATCHES["LoadInputRequest"] = {"targets": {"uniqueItems": True}}
 
 

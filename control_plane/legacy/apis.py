@@ -5,7 +5,9 @@ second implementation), and answers in the old envelopes: {"status": "success", 
 {"status": "error", "message"} with 400 for bad input and 502 when something further on failed
 (translate.LEGACY_HTTP_STATUS). Auth as /api/v1 (token or session), unless
 SYNTHTUNE_LEGACY_ALLOW_ANONYMOUS opens them to old clients. Tokens for endpoints and vLLM are
-passed on and never stored or logged. Not in the OpenAPI schema: the README maps each to /api/v1.
+passed on and never stored or logged. In the OpenAPI schema under the tag "legacy", as the old
+clients call them (JSON bodies) and as they answer (control_plane.legacy.schema); the README maps
+each to /api/v1.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from secrets import token_hex
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ParseError
@@ -25,6 +28,7 @@ from rest_framework.response import Response
 
 from control_plane.core.api import ApiView, IgnoreClientContentNegotiation, validated
 from control_plane.core.errors import InvalidArgument, SynthtuneError, UpstreamError
+from control_plane.core.schema import NOT_BLANK
 from control_plane.datasets import generation as generation_limits
 from control_plane.datasets import selectors as dataset_selectors
 from control_plane.datasets import services as dataset_services
@@ -34,6 +38,7 @@ from control_plane.datasets.models import Dataset, GenerationJob
 from control_plane.deployments import proxy
 from control_plane.deployments import services as deployment_services
 from control_plane.deployments.apis import SamplingSerializer, TargetField
+from control_plane.legacy import schema as legacy_schema
 from control_plane.legacy import translate
 from control_plane.runs import selectors as run_selectors
 from control_plane.runs import services as run_services
@@ -53,7 +58,6 @@ EVENT_PAYLOAD_MAX_CHARS = 16_384
 
 class LegacyApi(ApiView):
     content_negotiation_class = IgnoreClientContentNegotiation  # old clients send any Accept
-    schema = None  # documented in the README's table, not in /api/schema/
     # The field a typed error names (synthtune's) -> the old request's name for it.
     field_names: dict[str, str] = {}
 
@@ -77,7 +81,14 @@ class LegacyApi(ApiView):
 
 
 class OldBodySerializer(serializers.Serializer):
-    """The old app read `data.get(x) or default`: null is as good as absent."""
+    """The old app read `data.get(x) or default`: null is as good as absent (so every field is
+    nullable in the schema; a null never reaches a field)."""
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for field in fields.values():
+            field.allow_null = True
+        return fields
 
     def to_internal_value(self, data):
         if not isinstance(data, Mapping):
@@ -94,19 +105,30 @@ def _text(*, max_length: int = 2048, default: str = "", secret: bool = False) ->
 # --- data generation --------------------------------------------------------------------------
 
 
+@extend_schema_serializer(component_name="LegacyGenerateData")
 class GenerateDataInputSerializer(OldBodySerializer):
     base_url = _text()
     model = _text(max_length=256)
     bearer_token = _text(max_length=8192, secret=True)
-    num_samples = serializers.IntegerField(default=5)
+    # The ranges /api/v1/generation-jobs/ takes (the old app had none; past them it failed further on).
+    num_samples = serializers.IntegerField(default=5, min_value=1, max_value=generation_limits.MAX_ROWS)
     prompt_template = _text(max_length=generation_limits.MAX_TEXT)
     skip_tls_verify = serializers.BooleanField(default=False)
-    request_timeout_sec = serializers.FloatField(default=20.0)
+    request_timeout_sec = serializers.FloatField(
+        default=20.0, min_value=0.1, max_value=generation_limits.MAX_REQUEST_TIMEOUT_S
+    )
 
 
 class GenerateDataApi(LegacyApi):
     field_names = {"num_rows": "num_samples", "request_timeout_s": "request_timeout_sec", "token": "bearer_token"}
 
+    @extend_schema(
+        tags=[legacy_schema.TAG],
+        request=GenerateDataInputSerializer,
+        responses={200: legacy_schema.ok(legacy_schema.GENERATE_DATA, "The dataset is written."), 400: legacy_schema.BAD_INPUT,
+                   502: legacy_schema.UPSTREAM, 504: legacy_schema.error("Still running after the wait; it goes on.")},
+        description="Generates a dataset (every instruction the prompt template) and answers once it is written.",
+    )
     def post(self, request):
         data = validated(GenerateDataInputSerializer, request.data)
         for field, message in (
@@ -145,6 +167,11 @@ class GenerateDataApi(LegacyApi):
 
 
 class ListDatasetsApi(LegacyApi):
+    @extend_schema(
+        tags=[legacy_schema.TAG],
+        responses={200: legacy_schema.ok(legacy_schema.LIST_DATASETS, "Ready datasets as files, by name.")},
+        description="The ready datasets, as the old app listed its JSONL files.",
+    )
     def get(self, request):
         ready = dataset_selectors.dataset_list(status=Dataset.Status.READY)
         files = [
@@ -156,6 +183,7 @@ class ListDatasetsApi(LegacyApi):
 # --- fine-tuning ------------------------------------------------------------------------------
 
 
+@extend_schema_serializer(component_name="LegacyFinetune")
 class FinetuneInputSerializer(OldBodySerializer):
     selected_files = serializers.JSONField(required=False, default=list)
     base_model_id = _text(max_length=256)
@@ -177,6 +205,13 @@ class FinetuneApi(LegacyApi):
         "hyperparameters.max_length": "max_seq_len",
     }
 
+    @extend_schema(
+        tags=[legacy_schema.TAG],
+        request=FinetuneInputSerializer,
+        responses={200: legacy_schema.ok(legacy_schema.FINETUNE, "A run started; job_id is its run id."), 400: legacy_schema.BAD_INPUT,
+                   502: legacy_schema.UPSTREAM},
+        description="Starts a run on the selected files (POST /api/v1/runs/ under the old names).",
+    )
     def post(self, request):
         data = validated(FinetuneInputSerializer, request.data)
         selected = data["selected_files"]
@@ -198,10 +233,19 @@ class FinetuneApi(LegacyApi):
 
 
 class FinetuneStatusApi(LegacyApi):
+    @extend_schema(
+        tags=[legacy_schema.TAG],
+        parameters=[OpenApiParameter("job_id", str, required=True, pattern=NOT_BLANK, description="A run id.")],
+        responses={200: legacy_schema.ok(legacy_schema.FINETUNE_STATUS, "The run's status, or only status not_found."),
+                   400: legacy_schema.BAD_INPUT},
+        description="A run's status in the old app's words; an unknown job is 200 {\"status\": \"not_found\"}.",
+    )
     def get(self, request):
         job_id = request.query_params.get("job_id", "").strip()
         if not job_id:
             raise InvalidArgument("job_id query parameter is required", field="job_id")
+        if "\x00" in job_id:  # as DRF refuses it in any field (and PostgreSQL in any text)
+            raise InvalidArgument("job_id must not contain a NUL character", field="job_id")
         run = translate.run_or_none(job_id)
         if run is None:
             return Response({"status": "not_found"})  # as the old app: 200
@@ -209,6 +253,11 @@ class FinetuneStatusApi(LegacyApi):
 
 
 class ListExportedAdaptersApi(LegacyApi):
+    @extend_schema(
+        tags=[legacy_schema.TAG],
+        responses={200: legacy_schema.ok(legacy_schema.LIST_EXPORTED_ADAPTERS, "Exported adapters, by name.")},
+        description="The exported adapters with their folders.",
+    )
     def get(self, request):
         adapters = sorted(run_selectors.adapter_list(), key=lambda adapter: adapter.name)
         items = [{"name": a.name, "path": str(storage.absolute(a.path))} for a in adapters]
@@ -218,6 +267,7 @@ class ListExportedAdaptersApi(LegacyApi):
 # --- serving ----------------------------------------------------------------------------------
 
 
+@extend_schema_serializer(component_name="LegacyHotloadAdapter")
 class HotloadAdapterInputSerializer(OldBodySerializer):
     vllm_url = TargetField(required=False, allow_blank=True, default="")
     token = _text(max_length=4096, secret=True)
@@ -228,6 +278,13 @@ class HotloadAdapterInputSerializer(OldBodySerializer):
 class HotloadAdapterApi(LegacyApi):
     field_names = {"adapter": "exported_adapter", "targets": "vllm_url"}
 
+    @extend_schema(
+        tags=[legacy_schema.TAG],
+        request=HotloadAdapterInputSerializer,
+        responses={200: legacy_schema.ok(legacy_schema.HOTLOAD_ADAPTER, "Loaded; adapter_name is the served name."),
+                   400: legacy_schema.BAD_INPUT, 502: legacy_schema.UPSTREAM},
+        description="Loads an exported adapter into vLLM (its newest version for a stem).",
+    )
     def post(self, request):
         data = validated(HotloadAdapterInputSerializer, request.data)
         wanted = data["exported_adapter"] or translate.default_adapter_name()
@@ -258,6 +315,7 @@ class HotloadAdapterApi(LegacyApi):
         )
 
 
+@extend_schema_serializer(component_name="LegacyUnloadAdapter")
 class UnloadAdapterInputSerializer(OldBodySerializer):
     vllm_url = TargetField(required=False, allow_blank=True, default="")
     token = _text(max_length=4096, secret=True)
@@ -265,6 +323,13 @@ class UnloadAdapterInputSerializer(OldBodySerializer):
 
 
 class UnloadAdapterApi(LegacyApi):
+    @extend_schema(
+        tags=[legacy_schema.TAG],
+        request=UnloadAdapterInputSerializer,
+        responses={200: legacy_schema.ok(legacy_schema.UNLOAD_ADAPTER, "Unloaded."), 400: legacy_schema.BAD_INPUT,
+                   502: legacy_schema.UPSTREAM},
+        description="Unloads an adapter loaded through synthtune from vLLM.",
+    )
     def post(self, request):
         data = validated(UnloadAdapterInputSerializer, request.data)
         name = data["adapter_name"] or translate.default_adapter_name()
@@ -285,6 +350,7 @@ class UnloadAdapterApi(LegacyApi):
         )
 
 
+@extend_schema_serializer(component_name="LegacyCompare")
 class CompareInputSerializer(OldBodySerializer):
     prompt = _text(max_length=16_000)
     base_url = TargetField(required=False, allow_blank=True, default="")
@@ -320,6 +386,13 @@ class CompareApi(LegacyApi):
         **{f"sampling.{new}": old for new, old in _SAMPLING_NAMES.items()},
     }
 
+    @extend_schema(
+        tags=[legacy_schema.TAG],
+        request=CompareInputSerializer,
+        responses={200: legacy_schema.ok(legacy_schema.COMPARE, "Both answers."), 400: legacy_schema.BAD_INPUT,
+                   502: legacy_schema.UPSTREAM},
+        description="One prompt through the base model and the adapter loaded on it, on one vLLM.",
+    )
     def post(self, request):
         data = validated(CompareInputSerializer, request.data)
         if not data["prompt"]:
@@ -378,14 +451,22 @@ class EventLogInputSerializer(OldBodySerializer):
 
 
 class EventLogApi(LegacyApi):
+    @extend_schema(
+        tags=[legacy_schema.TAG],
+        request={"application/json": legacy_schema.ANY_BODY},
+        responses={200: legacy_schema.ok(legacy_schema.EVENT_LOG, "Logged (any body).")},
+        description="Logs a UI event; any body, or none, is {\"status\": \"ok\"}.",
+    )
     def post(self, request):
         # The old app read this body with get_json(silent=True) (app.py:73): a body that isn't
         # JSON, or none, was an unknown event answered {"status": "ok"}, not a 400.
+        # A JSON value that is not an object is no event either (the old app failed on a truthy
+        # one, answered ok to a falsy one); README: ok to any body.
         try:
             body = request.data
         except ParseError:
             body = {}
-        data = validated(EventLogInputSerializer, body if body is not None else {})
+        data = validated(EventLogInputSerializer, body if isinstance(body, Mapping) else {})
         payload = redact(data["payload"])  # secret-looking keys, Bearer and token= patterns
         size = len(json.dumps(payload))
         if size > EVENT_PAYLOAD_MAX_CHARS:

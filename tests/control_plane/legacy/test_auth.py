@@ -41,8 +41,30 @@ def test_anonymous_callers_only_when_allowed_and_only_on_the_old_routes(client, 
     assert client.get("/api/v1/datasets/").status_code == 401
 
 
-def test_the_old_routes_stay_out_of_the_openapi_schema(client, user):
+OLD_ROUTES = {
+    "/generate_data": "post",
+    "/list_datasets": "get",
+    "/finetune": "post",
+    "/finetune_status": "get",
+    "/list_exported_adapters": "get",
+    "/hotload_adapter": "post",
+    "/unload_adapter": "post",
+    "/compare": "post",
+    "/event_log": "post",
+}
+
+
+def test_the_old_routes_are_in_the_openapi_schema_with_the_old_failure_body(client, user):
     client.force_login(user)
     paths = json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)["paths"]
-    assert "/api/v1/datasets/" in paths
-    assert not [path for path in paths if not path.startswith(("/api/", "/v1/"))]  # /v1/: OpenAI's routes
+    old = {path: set(operations) & {"get", "post"} for path, operations in paths.items()
+           if not path.startswith(("/api/", "/v1/"))}  # /v1/: OpenAI's routes
+    assert old == {path: {method} for path, method in OLD_ROUTES.items()}
+    for path, method in OLD_ROUTES.items():
+        operation = paths[path][method]
+        assert operation["tags"] == ["legacy"]
+        if method == "post" and path != "/event_log":
+            assert list(operation["requestBody"]["content"]) == ["application/json"], path  # as the old app read them
+        for status, response in operation["responses"].items():
+            if int(status) >= 400 and status != "414":
+                assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/LegacyError"}

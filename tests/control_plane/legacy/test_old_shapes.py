@@ -99,6 +99,7 @@ def test_finetune_status_unknown_and_missing_job(api):
     assert unknown.status_code == 200  # fine_tune.py:284 through app.py:226
     assert_shape(unknown.json(), old_app.FINETUNE_NOT_FOUND, status="not_found")
     assert_error(api.get("/finetune_status"), 400, "job_id query parameter is required")  # app.py:225
+    assert_error(api.get("/finetune_status", {"job_id": "job\x00"}), 400, "NUL")  # the schema's pattern
 
 
 def test_generate_data_meta_has_the_old_keys_as_strings():
@@ -118,6 +119,7 @@ def test_event_log_answers_ok_to_any_body(api):
         post(api, "/event_log", {"event": "x" * 1000}),
         api.post("/event_log", "not json{", content_type="application/json"),
         api.post("/event_log", json.dumps(None), content_type="application/json"),
+        post(api, "/event_log", [None, None]),  # JSON, not an object: still no event (the schema says any JSON)
         api.post("/event_log"),
     ):
         assert response.status_code == 200
