@@ -50,6 +50,14 @@ def teacher():
 
 
 @pytest.fixture(scope="package")
+def vllm():
+    """The serving proxy's vLLM: a fake, so a test can set what /v1/models lists and how slowly
+    it answers (a real vLLM can't be paced); it lists nothing loaded until a test says so."""
+    with FakeOpenAI(model="tiny-phi3", models=[{"id": "tiny-phi3", "root": "/models/tiny-phi3"}]) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="package")
 def small_disks(tmp_path_factory):
     """(data root, None or why the tmpfs mounts are missing)."""
     root = tmp_path_factory.mktemp("faults")
@@ -59,11 +67,12 @@ def small_disks(tmp_path_factory):
 
 
 @pytest.fixture(scope="package")
-def stack(small_disks, tiny_models):
+def stack(small_disks, tiny_models, vllm):
     root, _ = small_disks
     with running_stack(
         root,
         SYNTHTUNE_MODELS_ROOT=str(tiny_models),
+        SYNTHTUNE_VLLM_URL=vllm.base_url.removesuffix("/v1"),
         SYNTHTUNE_TRAINER_CHECKPOINT_STEPS="10",
         SYNTHTUNE_WORKER_BACKOFF_MAX_S="1",
     ) as running:
@@ -72,5 +81,7 @@ def stack(small_disks, tiny_models):
 
 @pytest.fixture(scope="package")
 def api(stack):
-    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Token {stack.token}"}, timeout=30) as client:
+    # A fresh trainer's first StartRun imports transformers to check the rows: over 30 s on a busy machine.
+    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Token {stack.token}"},
+                      timeout=120) as client:
         yield client

@@ -8,11 +8,15 @@ What the services do on their own after a crash is proved where they live, not a
 - trainer_svc killed mid-run, and its training process killed: the run resumes from its checkpoint
   (tests/trainer_svc/test_resume.py, tests/trainer_svc/test_service.py);
 - the worker with its service down, then back: it catches up (tests/control_plane/test_worker.py).
-Here each crash is seen through the control plane, with the worker following the streams.
+Here each crash is seen through the control plane, with the worker following the streams; the
+serving proxy, which keeps no jobs of its own, is killed mid-batch-comparison (its vLLM a paced
+fake): the client gets an error event, no half comparison is recorded, and after the restart the
+same batch works.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -101,3 +105,61 @@ def test_the_trainer_killed_mid_run_resumes_from_its_checkpoint(api, stack):
     assert max(e["payload"]["step"] for e in events if e["type"] == "step") == 60
     adapter = api.get(f"/api/v1/adapters/{done['adapter']}/").json()
     assert adapter["run"] == run_id
+
+
+@pytest.fixture
+def adapter(api) -> str:
+    """An exported adapter: one the package's trainer tests made, else one short run's."""
+    listed = api.get("/api/v1/adapters/").json()["results"]
+    if listed:
+        return listed[0]["name"]
+    api.post("/api/v1/datasets/", json={"name": "for-adapter", "rows": fixed_answer_rows(8)})
+    started = api.post("/api/v1/runs/", json={
+        "datasets": ["for-adapter"], "base_model": "tiny-phi3", "adapter_name": "for-compare",
+        "hyperparameters": {"epochs": 1, "max_length": 128, "eval_fraction": 0, "device": "cpu"},
+    })
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    done = wait_for(lambda: (r := api.get(f"/api/v1/runs/{run_id}/").json())["state"] in (
+        "succeeded", "failed", "cancelled") and r, what="the run to end", timeout_s=180)
+    assert done["state"] == "succeeded", done["error"]
+    return done["adapter"]
+
+
+def sse_events(reply) -> list[tuple[str, dict]]:
+    events, kind = [], None
+    for line in reply.iter_lines():
+        if line.startswith("event: "):
+            kind = line.removeprefix("event: ")
+        elif line.startswith("data: ") and kind:
+            events.append((kind, json.loads(line.removeprefix("data: "))))
+            yield events
+            kind = None
+
+
+def test_the_serving_proxy_killed_mid_batch_is_an_error_event_and_records_nothing(api, stack, vllm, adapter):
+    adapters = (stack.stack.config.data_root / "adapters").resolve()
+    vllm.models = [{"id": "tiny-phi3", "root": "/models/tiny-phi3"},
+                   {"id": adapter, "root": f"{adapters}/{adapter}", "parent": "tiny-phi3"}]  # loaded
+    vllm.latency_s = 0.3
+    api.post("/api/v1/datasets/", json={"name": "to-compare", "rows": fixed_answer_rows(10)})
+    recorded = api.get("/api/v1/comparisons/").json()["count"]
+    body = {"adapter": adapter, "dataset": "to-compare", "limit": 10}
+    events: list[tuple[str, dict]] = []
+    try:
+        with api.stream("POST", "/api/v1/compare/batch/", json=body, headers={"Accept": "text/event-stream"}) as reply:
+            assert reply.status_code == 200, reply.read()
+            for events in sse_events(reply):
+                if len(events) == 1:
+                    stack.stack.kill("serving-proxy")  # mid-batch: one row compared, nine to go
+        kinds = [kind for kind, _ in events]
+        assert kinds[0] == "row" and kinds[-1] == "error" and "summary" not in kinds, kinds
+        error = events[-1][1]
+        assert error["code"] == "UNAVAILABLE" and "serving" in error["message"], error
+        assert api.get("/api/v1/comparisons/").json()["count"] == recorded  # no half comparison recorded
+    finally:
+        stack.stack.restart("serving-proxy")
+    again = api.post("/api/v1/compare/batch/", json=body)
+    assert again.status_code == 200, again.text
+    assert len(again.json()["rows"]) == 10 and api.get("/api/v1/comparisons/").json()["count"] == recorded + 1
+    vllm.latency_s = 0.0
