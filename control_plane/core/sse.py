@@ -181,8 +181,18 @@ def sse_message(*, data: Any, seq: int | None = None, event: str | None = None) 
 
 
 def resume_point(request) -> int:
-    """Where to start: Last-Event-ID (EventSource reconnects) or ?after_seq= (first connect)."""
-    raw = request.headers.get("Last-Event-ID") or request.GET.get("after_seq") or "0"
+    """Where to start: Last-Event-ID (EventSource reconnects) or ?after_seq= (first connect).
+    Each one given is checked, also when the header wins: a bad after_seq is a 400 either way
+    (found by the contract test), as is after_seq given twice."""
+    values = request.GET.getlist("after_seq")
+    if len(values) > 1:
+        raise InvalidArgument("after_seq: give this parameter once.", field="after_seq")
+    after = _seq(values[0]) if values else 0
+    header = request.headers.get("Last-Event-ID")
+    return _seq(header) if header else after
+
+
+def _seq(raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
