@@ -24,9 +24,10 @@ services), every operation of /api/schema/, all its checks, 0 failures.
 - /generate_data answers once the dataset is written, so the copy asks for at most
   LEGACY_GENERATE_MAX rows (thousands would outlast the request timeout, not break the contract).
 - BY_STATE (schemathesis.toml): operations whose answer to a well-formed request depends on the
-  state of jobs, runs, datasets, vLLM or the trainer's models (none here) also pass the
-  positive-data check with a 400 (FAILED_PRECONDITION, the trainer's checks, the old routes'
-  400 for an unknown adapter); every other check, the negative-data one included, holds them.
+  state of jobs, runs, datasets (a failed one has no file), vLLM or the trainer's models (none
+  here) also pass the positive-data check with a 400 (FAILED_PRECONDITION, the trainer's
+  checks, the old routes' 400 for an unknown adapter); every other check, the negative-data one
+  included, holds them.
 - HEADER_PARAMETERS: another header than the documented ones is not negative data (RFC 9110).
 - Derandomized: a fixed seed (SYNTHTUNE_CONTRACT_SEED), so a failure reproduces.
 - Bounded: SYNTHTUNE_CONTRACT_MAX_EXAMPLES per operation and phase and SYNTHTUNE_CONTRACT_MAX_TIME
@@ -70,8 +71,9 @@ LEGACY_GENERATE_MAX = 3
 BY_STATE = {
     # a job or run in a state that does not allow it (finished, running...)
     "cancel, resume": r"POST /.+/(cancel|resume)/?",
-    # a dataset with later versions (or a run's) is not deleted
+    # a dataset with later versions (or a run's) is not deleted; a failed one has no file to read
     "delete": r"DELETE /(api/v1/datasets|v1/files)/.+",
+    "read": r"GET /(api/v1/datasets/.+/(diff|download)/|v1/files/.+/content)",
     # what vLLM serves (the fake serves its own base model), an adapter's eval split
     "serving": r"POST /api/v1/(adapters/.+/(load|unload)|compare(/batch)?)/",
     # a dataset still generating has no versions made from it yet
