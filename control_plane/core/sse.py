@@ -188,8 +188,8 @@ def resume_point(request) -> int:
     if len(values) > 1:
         raise InvalidArgument("after_seq: give this parameter once.", field="after_seq")
     after = _seq(values[0]) if values else 0
-    header = request.headers.get("Last-Event-ID")
-    return _seq(header) if header else after
+    header = request.headers.get("Last-Event-ID")  # an empty one is bad too (EventSource sends none)
+    return _seq(header) if header is not None else after
 
 
 def _seq(raw: str) -> int:

@@ -94,6 +94,7 @@ def test_bad_resume_points_and_unknown_jobs_are_errors_in_the_one_body(api):
     # A bad after_seq is refused also when Last-Event-ID wins, and after_seq comes once.
     assert_error_body(api.get(stream_url(job), {"after_seq": "null"}, HTTP_LAST_EVENT_ID="0"), 400, "INVALID_ARGUMENT")
     assert_error_body(api.get(stream_url(job) + "?after_seq=1&after_seq=1"), 400, "INVALID_ARGUMENT")
+    assert_error_body(api.get(stream_url(job), HTTP_LAST_EVENT_ID=""), 400, "INVALID_ARGUMENT")
     response = api.get("/api/v1/generation-jobs/nope/events/stream/", HTTP_ACCEPT="text/event-stream")
     assert_error_body(response, 404, "NOT_FOUND")
 
