@@ -240,7 +240,9 @@ def test_a_failed_train_job_fails_the_run_with_node_0s_last_log_lines(data_root,
 def test_cancel_deletes_the_train_job_and_nothing_is_exported(data_root, tiny_models, fake):
     with InProcessTrainer(_settings(data_root, tiny_models), fake) as trainer:
         run = _start(trainer.stub, data_root, epochs=50)
-        wait_for_run(trainer.stub, run.run_id, lambda r: r.step >= 2, timeout_s=120)
+        # 25 s alone; in a fresh-clone `make test`, near the end of the run, it once took past 120 s
+        # to reach step 2 (why is not known yet). What is tested is the cancel, not the speed.
+        wait_for_run(trainer.stub, run.run_id, lambda r: r.step >= 2, timeout_s=300)
         trainer.stub.CancelRun(pb.CancelRunRequest(run_id=run.run_id), timeout=30)
         cancelled = wait_for_run(trainer.stub, run.run_id, timeout_s=60)
     assert cancelled.state == pb.RUN_STATE_CANCELLED and cancelled.step < cancelled.max_steps
