@@ -3,25 +3,26 @@ checks that nothing was lost or stored twice."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.control_plane.helpers import wait_for as _wait_for
 
 TEACHER_TOKEN = "teacher-token-5b1e7c"
 INSTRUCTIONS = [f"Explain topic number {i}." for i in range(24)]
 
 
-def wait_for(check, *, what: str, timeout_s: float = 60):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+# 60 s unless told: here a stack's processes are killed and restarted.
+wait_for = functools.partial(_wait_for, timeout_s=60)
+RUN_ENDS = ("succeeded", "failed", "cancelled")
+# A short tiny-phi3 run, one row per step, no held-out split.
+FAST_RUN = {"max_length": 128, "batch_size": 1, "gradient_accumulation_steps": 1, "packing": False,
+            "eval_fraction": 0, "device": "cpu"}
 
 
 def generate(api, teacher, name: str) -> str:
@@ -35,6 +36,22 @@ def generate(api, teacher, name: str) -> str:
 
 def job(api, job_id: str) -> dict:
     return api.get(f"/api/v1/generation-jobs/{job_id}/").json()
+
+
+def start_run(api, dataset: str, adapter_name: str, **hyperparameters) -> str:
+    """A tiny-phi3 run on `dataset` (FAST_RUN, with `hyperparameters` over it): its run id."""
+    started = api.post("/api/v1/runs/", json={
+        "datasets": [dataset], "base_model": "tiny-phi3", "adapter_name": adapter_name,
+        "hyperparameters": {**FAST_RUN, **hyperparameters},
+    })
+    assert started.status_code == 202, started.text
+    return started.json()["run_id"]
+
+
+def run_ended(api, run_id: str, *, what: str = "the run to end") -> dict:
+    """The run once it has ended (3 minutes at most: a training process starts in each)."""
+    return wait_for(lambda: (r := api.get(f"/api/v1/runs/{run_id}/").json())["state"] in RUN_ENDS and r,
+                    what=what, timeout_s=180)
 
 
 def assert_events_whole(api, url: str, last_seq: int | None = None) -> list[dict]:

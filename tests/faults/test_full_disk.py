@@ -18,6 +18,8 @@ from tests.faults.helpers import (
     files_under,
     generate,
     job,
+    run_ended,
+    start_run,
     wait_for,
 )
 from tests.trainer_svc.conftest import fixed_answer_rows
@@ -75,22 +77,14 @@ def test_an_adapter_export_onto_a_full_disk_fails_the_run_and_publishes_nothing(
     assert uploaded.status_code == 201, uploaded.text
     before = files_under(adapters)
     with disk_full(adapters, leave_bytes=16384):
-        started = api.post("/api/v1/runs/", json={
-            "datasets": ["for-export"], "base_model": "tiny-phi3", "adapter_name": "no-room",
-            "hyperparameters": {"epochs": 1, "max_length": 128, "batch_size": 1, "gradient_accumulation_steps": 1,
-                                "packing": False, "eval_fraction": 0, "device": "cpu"},
-        })
-        assert started.status_code == 202, started.text
-        run_id = started.json()["run_id"]
-        run = wait_for(lambda: (r := api.get(f"/api/v1/runs/{run_id}/").json())["state"] in (
-            "succeeded", "failed", "cancelled") and r, what="the run to end", timeout_s=180)
+        run_id = start_run(api, "for-export", "no-room", epochs=1)
+        run = run_ended(api, run_id)
         assert run["state"] == "failed" and "No space left" in run["error"], run
         assert "adapters/no-room-v1: nothing was saved" in run["error"] and "resume the run" in run["error"]
         assert run["adapter"] is None and files_under(adapters) == before  # no folder, no temp folder
     resumed = api.post(f"/api/v1/runs/{run_id}/resume/")
     assert resumed.status_code == 202, resumed.text
-    done = wait_for(lambda: (r := api.get(f"/api/v1/runs/{run_id}/").json())["state"] in (
-        "succeeded", "failed", "cancelled") and r, what="the resumed run to end", timeout_s=180)
+    done = run_ended(api, run_id, what="the resumed run to end")
     assert done["state"] == "succeeded" and done["adapter"] == "no-room-v1", done
     assert done["resumed_from_step"] == done["max_steps"]  # from the last checkpoint: nothing trained twice
     assert (adapters / "no-room-v1" / "adapter_model.safetensors").exists()

@@ -28,9 +28,12 @@ from tests.faults.helpers import (
     assert_events_whole,
     generate,
     job,
+    run_ended,
+    start_run,
     wait_for,
 )
 from tests.trainer_svc.conftest import fixed_answer_rows
+from trainer_svc.checkpoints import latest_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -79,24 +82,16 @@ def test_the_trainer_killed_mid_run_resumes_from_its_checkpoint(api, stack):
     rows = fixed_answer_rows(30)
     uploaded = api.post("/api/v1/datasets/", json={"name": "fixed", "rows": rows})
     assert uploaded.status_code == 201, uploaded.text
-    started = api.post("/api/v1/runs/", json={
-        "datasets": ["fixed"], "base_model": "tiny-phi3", "adapter_name": "killed",
-        "hyperparameters": {"epochs": 2, "max_length": 128, "batch_size": 1, "gradient_accumulation_steps": 1,
-                            "packing": False, "eval_fraction": 0, "device": "cpu"},
-    })
-    assert started.status_code == 202, started.text
-    run_id = started.json()["run_id"]
+    run_id = start_run(api, "fixed", "killed", epochs=2)
     checkpoints = stack.stack.config.data_root / "runs" / run_id / "checkpoints"
-    wait_for(lambda: checkpoints.exists() and any(checkpoints.glob("checkpoint-*")), what="a checkpoint",
+    # A whole one (trainer_state.json written last), as the trainer's resume looks for: killed while
+    # the first is still being written, the run has nothing to resume from and is failed instead.
+    wait_for(lambda: latest_checkpoint(checkpoints), what="a whole checkpoint",
              timeout_s=120)
     stack.stack.kill("trainer")  # its training process dies with it
     stack.stack.restart("trainer")
 
-    def run():
-        return api.get(f"/api/v1/runs/{run_id}/").json()
-
-    done = wait_for(lambda: (r := run())["state"] in ("succeeded", "failed", "cancelled") and r,
-                    what="the run to end", timeout_s=180)
+    done = run_ended(api, run_id)
     assert done["state"] == "succeeded", done["error"]
     assert done["resumes"] == 1 and done["resumed_from_step"] >= 10 and done["step"] == done["max_steps"] == 60
     events = assert_events_whole(api, f"/api/v1/runs/{run_id}/events/")
@@ -114,14 +109,7 @@ def adapter(api) -> str:
     if listed:
         return listed[0]["name"]
     api.post("/api/v1/datasets/", json={"name": "for-adapter", "rows": fixed_answer_rows(8)})
-    started = api.post("/api/v1/runs/", json={
-        "datasets": ["for-adapter"], "base_model": "tiny-phi3", "adapter_name": "for-compare",
-        "hyperparameters": {"epochs": 1, "max_length": 128, "eval_fraction": 0, "device": "cpu"},
-    })
-    assert started.status_code == 202, started.text
-    run_id = started.json()["run_id"]
-    done = wait_for(lambda: (r := api.get(f"/api/v1/runs/{run_id}/").json())["state"] in (
-        "succeeded", "failed", "cancelled") and r, what="the run to end", timeout_s=180)
+    done = run_ended(api, start_run(api, "for-adapter", "for-compare", epochs=1))
     assert done["state"] == "succeeded", done["error"]
     return done["adapter"]
 
