@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
+from control_plane.core import json_types
 from control_plane.core.limits import check_content_length
 from control_plane.core.schema import ContractAutoSchema
 
@@ -140,7 +141,16 @@ class RedocView(JsonErrorsMixin, SpectacularRedocView):
 
 
 def validated(serializer_class, data) -> dict:
-    """Validate `data` with `serializer_class`; a failure is a 400 in the one error body."""
+    """Validate a request body with `serializer_class`; a failure is a 400 in the one error body.
+    A JSON body's values must have the JSON types the schema names (json_types: 0 is not a string
+    nor a boolean, "5" not a number); a form or multipart body (a QueryDict, all strings) is parsed
+    as DRF parses it."""
+    if not isinstance(data, QueryDict) and (errors := json_types.type_errors(serializer_class().fields, data)):
+        raise serializers.ValidationError(errors)
+    return _validated(serializer_class, data)
+
+
+def _validated(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
@@ -175,4 +185,4 @@ def validated_query(serializer_class, query: QueryDict) -> dict:
     }
     if wrong:
         raise serializers.ValidationError(wrong)
-    return validated(serializer_class, data)
+    return _validated(serializer_class, data)

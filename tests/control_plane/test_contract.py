@@ -47,6 +47,7 @@ import pytest
 import yaml
 
 from control_plane.core.schema import HTTP_URL, JSONL_MEDIA_TYPE, VLLM_URL
+from control_plane.datasets import generation
 from tests.control_plane import contract_hooks
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.procs import REPO
@@ -61,12 +62,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(MAX_TIME_S + 300)]
 
 
 # Failures not fixed yet, each (check code, operation) with why; any other failure fails the test.
-# None listed: an entry would need its reason here and in the README's "The contract". Known but
-# not listed (so `make fuzz-api` fails on it): DRF's fields coerce JSON types (a number for a
-# string, 0/1 for a boolean), which runs of 10 minutes meet and the 150 s one has not.
+# None listed: an entry would need its reason here and in the README's "The contract".
 KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
-LEGACY_GENERATE_MAX = 3
+LEGACY_GENERATE_MAX = contract_hooks.LEGACY_GENERATE_MAX
 # Operations whose answer to a well-formed request depends on what the server holds, beyond
 # what a schema can say: a 400 (FAILED_PRECONDITION, or the old routes' 400 for an unknown name)
 # also passes their positive-data check (schemathesis.toml). Every other check holds them.
@@ -268,6 +267,7 @@ def test_every_operation_keeps_the_contract(tmp_path):
             env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.control_plane.contract_hooks", "PYTHONPATH": str(REPO)}
             run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert contract_hooks.JSONL_MEDIA_TYPE == JSONL_MEDIA_TYPE
+    assert contract_hooks.LEGACY_GENERATE_CAP == generation.MAX_ROWS
     output = tmp_path / "schemathesis.txt"  # the whole output: every failure with its curl
     output.write_text(run.stdout + run.stderr)
     assert report.exists(), run.stdout[-4000:] + run.stderr[-4000:]
