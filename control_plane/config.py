@@ -107,6 +107,9 @@ class ControlPlaneConfig(OldFolderVariables, BaseSettings):
     # Generous: a guard against a runaway client, not a quota (each process counts alone).
     throttle_user: str = Field(default="6000/min", validation_alias=_env("SYNTHTUNE_THROTTLE_USER"))
     throttle_anon: str = Field(default="600/min", validation_alias=_env("SYNTHTUNE_THROTTLE_ANON"))
+    # How long a good API token is taken on trust without the database (core.authentication); 0: off.
+    # A revoked token keeps working in other processes for up to this long.
+    token_cache_s: float = Field(default=5.0, ge=0, le=300, validation_alias=_env("SYNTHTUNE_TOKEN_CACHE_S"))
     trusted_proxies: int = Field(default=0, ge=0, le=10, validation_alias=_env("SYNTHTUNE_TRUSTED_PROXIES"))
     default_adapter_name: str = Field(
         default="",

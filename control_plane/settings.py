@@ -49,6 +49,9 @@ SYNTHTUNE_UPLOAD_MAX_BYTES = CONFIG.upload_max_bytes
 # API calls per user and per anonymous address (control_plane.core.throttling); "" is no limit.
 SYNTHTUNE_THROTTLE_USER = CONFIG.throttle_user
 SYNTHTUNE_THROTTLE_ANON = CONFIG.throttle_anon
+# API tokens that authenticated are trusted this many seconds without a query (control_plane.core.
+# authentication): a revoked one is refused at most this much later; 0: every call asks the database.
+SYNTHTUNE_TOKEN_CACHE_S = CONFIG.token_cache_s
 # /v1/ inference (control_plane.openai_api.relay): vLLM's API key, masked in every log line, and
 # whether a known adapter that no vLLM serves is loaded on first use.
 SYNTHTUNE_VLLM_TOKEN = CONFIG.vllm_token
@@ -174,7 +177,7 @@ LOGGING = {"service": "control_plane", "level": CONFIG.log_level}
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its WWW-Authenticate header turns anonymous calls into 401, not 403.
-        "rest_framework.authentication.TokenAuthentication",
+        "control_plane.core.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -8,6 +8,11 @@ class CoreConfig(AppConfig):
     name = "control_plane.core"
     label = "core"
 
+    def ready(self) -> None:
+        from control_plane.core.authentication import connect_signals
+
+        connect_signals()
+
 
 class SynthtuneAdminConfig(admin_apps.AdminConfig):
     """django.contrib.admin with our site (control_plane.core.admin_site): the pipeline home page.

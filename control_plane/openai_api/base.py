@@ -12,15 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 
 from control_plane.core.api import ApiView
+from control_plane.core.authentication import CachedTokenAuthentication
 from control_plane.core.exceptions import api_exception_handler
 
 
-class BearerTokenAuthentication(TokenAuthentication):
-    """`Authorization: Bearer <key>`, as OpenAI clients send it; the same keys as /api/v1."""
+class BearerTokenAuthentication(CachedTokenAuthentication):
+    """`Authorization: Bearer <key>`, as OpenAI clients send it; the same keys (and cache) as /api/v1."""
 
     keyword = "Bearer"
 
@@ -83,7 +84,7 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response:
 
 class OpenAIApiView(ApiView):
     # Bearer first (what the SDK sends); Token and session as on /api/v1.
-    authentication_classes = [BearerTokenAuthentication, TokenAuthentication, SessionAuthentication]
+    authentication_classes = [BearerTokenAuthentication, CachedTokenAuthentication, SessionAuthentication]
     # A service's field name -> this operation's request field (e.g. datasets -> training_file).
     param_names: Mapping[str, str] = {}
 

@@ -47,6 +47,30 @@ def test_anonymous_calls_get_401_in_the_error_body(anonymous, method, url):
     assert_error_body(getattr(anonymous, method)(url, {}, format="json"), 401, "UNAUTHENTICATED")
 
 
+def test_served_models_checks_targets_and_the_token_header_before_asking_the_proxy(api, cp_settings):
+    # Nothing listens at the proxy's address: a 400 here came before any call to it.
+    body = assert_error_body(api.get(SERVED, {"target": "ftp://vllm:8000"}), 400, "INVALID_ARGUMENT")
+    assert "target" in json.dumps(body)
+    many = [f"http://vllm-{n}:8000" for n in range(17)]
+    assert_error_body(api.get(SERVED, {"target": many}), 400, "INVALID_ARGUMENT")
+    assert_error_body(api.get(SERVED, HTTP_X_VLLM_TOKEN="tok\u00e9n"), 400, "INVALID_ARGUMENT")
+    # No target (the filter serializer skipped) and an unknown parameter (ignored, as before): the proxy.
+    for reply in (api.get(SERVED), api.get(SERVED, {"other": "1"})):
+        assert cp_settings.SYNTHTUNE_SERVING_PROXY_ADDR in assert_error_body(reply, 503, "UNAVAILABLE")["message"]
+
+
+def test_a_listing_is_sent_with_every_field_of_its_dataclasses():
+    from dataclasses import asdict
+
+    from control_plane.deployments.proxy import ServedModel, TargetModels
+
+    listing = TargetModels(target="http://vllm:8000", reachable=True, error="", models=[
+        ServedModel(id="base", root="/models/base", parent="", adapter_name=""),
+        ServedModel(id="a-v1", root="/adapters/a-v1", parent="base", adapter_name="a-v1"),
+    ])
+    assert listing.as_dict() == asdict(listing)  # a field added to either dataclass must reach the API
+
+
 def test_openapi_schema_lists_the_serving_routes(api):
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     paths = json.loads(schema.content)["paths"]

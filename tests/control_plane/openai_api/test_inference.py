@@ -118,12 +118,18 @@ def test_a_known_adapter_is_loaded_on_first_use_then_served_from_the_table(sdk, 
 
 
 @pytest.mark.slow
-def test_the_hot_path_reads_the_db_only_to_authenticate(serving, user, client, django_assert_num_queries):
+@pytest.mark.parametrize(("token_cache_s", "queries"), [(5, 0), (0, 1)])
+def test_the_hot_path_reads_the_db_only_to_authenticate(
+    serving, user, client, cp_settings, django_assert_num_queries, token_cache_s, queries
+):
+    # The token (and its user) is the one query; a token that authenticated a moment ago is
+    # trusted for SYNTHTUNE_TOKEN_CACHE_S (core.authentication) without it.
+    cp_settings.SYNTHTUNE_TOKEN_CACHE_S = token_cache_s
     key = Token.objects.create(user=user).key
     body = {"model": BASE, "messages": HELLO, "max_tokens": 2}
     headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"}
     assert client.post("/v1/chat/completions", body, content_type="application/json", **headers).status_code == 200
-    with django_assert_num_queries(1):  # the token (and its user)
+    with django_assert_num_queries(queries):
         reply = client.post("/v1/chat/completions", body, content_type="application/json", **headers)
     assert reply.status_code == 200 and reply.json()["choices"]
 
