@@ -496,7 +496,7 @@ class DatasetCollectionApi(ApiView):
     @extend_schema(
         operation_id="datasets_upload",
         request=DatasetUploadInputSerializer,
-        responses={201: DatasetOutputSerializer, 400: ERROR, 409: ERROR, 413: ERROR},
+        responses={201: DatasetOutputSerializer, 400: ERROR, 409: ERROR, 413: ERROR, 507: ERROR},
         description="Upload JSONL in the instruction or chat format. Bad lines are reported by number "
         "in extra.errors.",
     )

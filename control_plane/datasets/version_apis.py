@@ -144,7 +144,7 @@ class DatasetVersionCreateApi(ApiView):
     @extend_schema(
         operation_id="datasets_versions_create",
         request=EditInputSerializer,
-        responses={201: DatasetOutputSerializer, 400: ERROR, 409: ERROR, 413: ERROR},
+        responses={201: DatasetOutputSerializer, 400: ERROR, 409: ERROR, 413: ERROR, 507: ERROR},
         description="A new version of this dataset from a new JSONL body (an edit): validated like an "
         "upload, the parent left as it is. An unknown dataset or version is 400 (field parent).",
     )
@@ -167,7 +167,7 @@ class DatasetMergeApi(ApiView):
     @extend_schema(
         operation_id="datasets_merge",
         request=MergeInputSerializer,
-        responses={201: DatasetOutputSerializer, 400: ERROR, 404: ERROR, 409: ERROR},
+        responses={201: DatasetOutputSerializer, 400: ERROR, 404: ERROR, 409: ERROR, 507: ERROR},
         description="A new version whose parent is the first source: every source's rows in order, "
         "exact duplicates dropped unless dedupe is false; row metadata comes along.",
     )

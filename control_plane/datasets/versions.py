@@ -19,7 +19,7 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from pathlib import Path
@@ -34,7 +34,7 @@ from control_plane.datasets import storage
 from control_plane.datasets.models import Dataset
 from control_plane.datasets.services import _ensure_name_free, jsonl_validate
 from synthtune import records
-from synthtune.files import fsync_dir
+from synthtune.files import StorageFull, fsync_dir, is_no_space
 from synthtune.paths import validate_name
 
 logger = logging.getLogger(__name__)
@@ -368,20 +368,32 @@ class _Writer:
     """Writes rows (and, when asked, their metadata lines) to temp files, hashing as it goes."""
 
     def __init__(self, *, with_metadata: bool):
-        folder = storage.absolute(storage.DATASETS_DIR)
-        folder.mkdir(parents=True, exist_ok=True)
         self._stack = ExitStack()
-        self.data_path, self.data = self._temp(folder)
-        self.meta_path, self.meta = self._temp(folder) if with_metadata else (None, None)
+        self.data_path = self.meta_path = None
+        self.data = self.meta = None
         self.digest = hashlib.sha256()
         self.rows = self.size = 0
         self.formats: set[str] = set()
+        try:
+            with _no_space_is_storage_full():
+                folder = storage.absolute(storage.DATASETS_DIR)
+                folder.mkdir(parents=True, exist_ok=True)
+                self.data_path, self.data = self._temp(folder)
+                if with_metadata:
+                    self.meta_path, self.meta = self._temp(folder)
+        except BaseException:
+            self.abort()
+            raise
 
     def _temp(self, folder: Path) -> tuple[Path, BinaryIO]:
         fd, name = tempfile.mkstemp(dir=folder, prefix=".version-", suffix=".tmp")
         return Path(name), self._stack.enter_context(os.fdopen(fd, "wb"))
 
     def write(self, line: str, row: dict, meta: dict | None) -> None:
+        with _no_space_is_storage_full():
+            self._write(line, row, meta)
+
+    def _write(self, line: str, row: dict, meta: dict | None) -> None:
         data = (line.rstrip("\r\n") + "\n").encode("utf-8")
         self.data.write(data)
         self.digest.update(data)
@@ -392,20 +404,38 @@ class _Writer:
             self.meta.write((json.dumps(meta, ensure_ascii=False) + "\n").encode("utf-8"))
 
     def close(self) -> _Written:
-        for handle in (self.data, self.meta):
-            if handle is not None:
-                handle.flush()
-                os.fsync(handle.fileno())
-        self._stack.close()
+        try:
+            with _no_space_is_storage_full():
+                for handle in (self.data, self.meta):
+                    if handle is not None:
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                self._stack.close()
+        except BaseException:
+            self.abort()
+            raise
         return _Written(
             self.data_path, self.meta_path, self.rows, self.formats, self.digest.hexdigest(), self.size
         )
 
     def abort(self) -> None:
-        self._stack.close()
-        self.data_path.unlink(missing_ok=True)
-        if self.meta_path:
-            self.meta_path.unlink(missing_ok=True)
+        with suppress(OSError):  # closing flushes, which fails again on a full disk
+            self._stack.close()
+        for path in (self.data_path, self.meta_path):
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _no_space_is_storage_full() -> Iterator[None]:
+    """A full disk while a version is written is StorageFull (507, saying what to do), not a bare
+    OSError (a 500)."""
+    try:
+        yield
+    except OSError as exc:
+        if is_no_space(exc) and not isinstance(exc, StorageFull):
+            raise StorageFull("a new version in datasets/") from exc
+        raise
 
 
 def _format_of(formats: set[str]) -> str:
@@ -415,7 +445,8 @@ def _format_of(formats: set[str]) -> str:
 def _publish(path: Path, temp: Path) -> None:
     """Give `temp` its final name without ever replacing a file (a link fails if one exists)."""
     try:
-        os.link(temp, path)
+        with _no_space_is_storage_full():  # a new directory entry may need a block
+            os.link(temp, path)
     except FileExistsError:
         raise AlreadyExists(
             f"{path.name} already exists in the data root; pick another name.", field="name"

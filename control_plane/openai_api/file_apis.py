@@ -83,7 +83,7 @@ class FileCollectionApi(OpenAIApiView):
 
     @extend_schema(
         operation_id="openai_files_create", tags=[TAG], request={"multipart/form-data": OpenAIFileUploadInputSerializer},
-        responses={200: FILE, 400: ERROR, 401: ERROR, 413: ERROR},
+        responses={200: FILE, 400: ERROR, 401: ERROR, 413: ERROR, 507: ERROR},
         description="Upload a JSONL training or validation file; it becomes a dataset.",
     )
     def post(self, request):

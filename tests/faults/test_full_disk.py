@@ -48,6 +48,27 @@ def test_an_upload_onto_a_full_disk_is_507_and_leaves_nothing(api, datasets):
     assert stored.status_code == 201, stored.text
 
 
+def test_a_new_version_or_a_merge_onto_a_full_disk_is_507_and_leaves_nothing(api, datasets):
+    rows = [{"instruction": f"Question {i}?", "output": "x" * 200} for i in range(120)]  # about 27 KB
+    for name, part in (("part-a", rows[:60]), ("part-b", rows[60:])):
+        assert api.post("/api/v1/datasets/", json={"name": name, "rows": part}).status_code == 201
+    before = files_under(datasets)
+    with disk_full(datasets, leave_bytes=8192):
+        calls = {
+            "a version": ("/api/v1/datasets/part-a/versions/", {"name": "part-a-all", "rows": rows}),
+            "a merge": ("/api/v1/dataset-merges/", {"sources": ["part-a", "part-b"], "name": "merged"}),
+        }
+        for what, (url, body) in calls.items():
+            refused = api.post(url, json=body)
+            assert refused.status_code == 507, (what, refused.text)
+            error = refused.json()
+            assert error["code"] == "RESOURCE_EXHAUSTED" and "Free some space" in error["message"], error
+            assert files_under(datasets) == before, what  # no file, no temp file
+            assert api.get(f"/api/v1/datasets/{body['name']}/").status_code == 404, what  # no row
+    for url, body in calls.values():
+        assert api.post(url, json=body).status_code == 201
+
+
 @pytest.fixture
 def long_answers(teacher):
     """Rows of about 600 bytes: a 4 KiB page holds a few of them, not the whole dataset."""
