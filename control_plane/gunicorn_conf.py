@@ -15,7 +15,7 @@ Workers and threads (the command line and GUNICORN_CMD_ARGS still override them)
   1 s, a REST client's next call). An idle kept-alive connection costs no thread in gthread.
 
 Metrics with several workers: each worker writes its values to files in PROMETHEUS_MULTIPROC_DIR
-and /metrics merges them. Unset, a fresh folder under the temporary directory is used (an
+and /metrics merges them. Unset (or blank), a fresh folder under the temporary directory is used (an
 emptyDir in Kubernetes: the root filesystem is read-only); it is set on the web process only.
 - on_starting: clear what a previous server left there, so counters start with this one;
 - child_exit: drop a dead worker's live gauges.
@@ -29,11 +29,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import synthtune  # noqa: F401 - first: it unsets a blank PROMETHEUS_MULTIPROC_DIR, read below
+
 worker_class = "gthread"
 workers = int(os.environ.get("SYNTHTUNE_WEB_WORKERS", "2"))
 threads = int(os.environ.get("SYNTHTUNE_WEB_THREADS", "100"))
 timeout = 0
 keepalive = 30
+# No control socket (gunicorn 25.1+ opens one for gunicornc by default): we never use it, its
+# default path is one per user ($XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl), which a second
+# server (the tests start several) unlinks and takes over, and it is one more way in that can
+# resize or stop the server.
+control_socket_disable = True
 
 _made_folder = ""
 if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -10,7 +10,7 @@
   the control plane's Django view.
 
 Multi-process mode: when PROMETHEUS_MULTIPROC_DIR is set (gunicorn with several
-workers), prometheus_client keeps values in files there and the scrape merges the
+workers; a blank value is unset on importing synthtune), prometheus_client keeps values in files there and the scrape merges the
 files of every process; process and GC metrics are then left out, as the library
 does. Without it, values live in this process's memory.
 """

@@ -31,6 +31,8 @@ SERVICES = [
 # Each process's Prometheus /metrics port (SYNTHTUNE_METRICS_PORT), so they don't collide on one
 # machine; the control plane serves its /metrics on the HTTP port. 0 turns one off.
 METRICS_PORTS = {"datagen": 9101, "trainer": 9102, "serving-proxy": 9103, "worker": 9104}
+# prometheus_client's multi-process folder, and the old lower-case name it still reads.
+MULTIPROC_VARS = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
 
 
 @dataclass
@@ -82,7 +84,17 @@ class Stack:
         for _, _, listen_var, addr_var, port in implemented_services():
             env.setdefault(listen_var, f"127.0.0.1:{port}")
             env.setdefault(addr_var, env[listen_var])
+        # The web process's alone (_web_env): a service or the worker would write its values into
+        # the web's folder, which gunicorn_conf clears as it starts, and its /metrics would merge them.
+        for name in MULTIPROC_VARS:
+            env.pop(name, None)
         return env
+
+    def _web_env(self, env: dict[str, str]) -> dict[str, str]:
+        """The control plane's env: PROMETHEUS_MULTIPROC_DIR as given to the stack, if not blank
+        (unset, gunicorn_conf makes a fresh folder for several workers)."""
+        given = {**os.environ, **self.config.extra_env}.get(MULTIPROC_VARS[0], "").strip()
+        return {**env, MULTIPROC_VARS[0]: given} if given else env
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +155,7 @@ class Stack:
             sys.executable, "-m", "gunicorn", "control_plane.wsgi", "--bind", f"127.0.0.1:{self.config.http_port}",
             # Workers, threads (gthread) and timeout 0 are the config's, as in the image and the chart.
             "--config", "python:control_plane.gunicorn_conf", "--graceful-timeout", "5",
-        ], env)
+        ], self._web_env(env))
         wait_http_ok(f"{self.config.http_url}/healthz", proc=self.procs[-1][1], name="control-plane")
 
     def _with_metrics_port(self, env: dict[str, str], name: str) -> dict[str, str]:
