@@ -102,6 +102,10 @@ def test_rendered_yaml_has_no_duplicate_keys_or_trailing_spaces(scenario):
     ({"istio": {"virtualService": {"enabled": True}}}, "hosts"),
     ({"trainer": {"launcher": "kubeflow"}, "dataRoot": {"persistence": {"accessModes": ["ReadWriteOnce"]}}},
      "ReadWriteMany"),
+    ({"controlPlane": {"limits": {"uploadMaxBytes": "1Gi"}}}, "controlPlane.limits.uploadMaxBytes"),
+    ({"controlPlane": {"limits": {"bodyMaxBytes": 512}}}, "controlPlane.limits.bodyMaxBytes"),
+    ({"controlPlane": {"throttle": {"trustedProxies": 11}}}, "controlPlane.throttle.trustedProxies"),
+    ({"controlPlane": {"throttle": {"user": True}}}, "controlPlane.throttle.user"),
 ])
 def test_bad_values_fail_the_render_with_the_value_named(values, message):
     with pytest.raises(helm.HelmError, match=re.escape(message)):
@@ -464,6 +468,45 @@ def test_the_control_plane_runs_the_configured_gunicorn_workers_and_threads():
     container = k8s.pod(sized, "control-plane").container("control-plane")
     assert k8s.env_value(container, "SYNTHTUNE_WEB_WORKERS") == "3"
     assert k8s.env_value(container, "SYNTHTUNE_WEB_THREADS") == "40"
+
+
+THROTTLE_AND_LIMITS = {  # variable -> the app's own setting (control_plane.config)
+    "SYNTHTUNE_THROTTLE_USER": "throttle_user",
+    "SYNTHTUNE_THROTTLE_ANON": "throttle_anon",
+    "SYNTHTUNE_TRUSTED_PROXIES": "trusted_proxies",
+    "SYNTHTUNE_UPLOAD_MAX_BYTES": "upload_max_bytes",
+    "SYNTHTUNE_BODY_MAX_BYTES": "body_max_bytes",
+}
+
+
+def test_the_control_plane_gets_the_throttle_and_size_limits_with_the_apps_defaults():
+    from control_plane.config import ControlPlaneConfig
+
+    container = k8s.pod(manifests_of("default"), "control-plane").container("control-plane")
+    fields = ControlPlaneConfig.model_fields
+    defaults = {name: str(fields[field].default) for name, field in THROTTLE_AND_LIMITS.items()}
+    assert {name: k8s.env_value(container, name) for name in THROTTLE_AND_LIMITS} == defaults
+    # Only the web process answers HTTP: the worker keeps the app's defaults.
+    worker = k8s.env(k8s.pod(manifests_of("default"), "worker").container("worker"))
+    assert not set(THROTTLE_AND_LIMITS) & set(worker)
+
+
+def test_throttle_and_limit_values_reach_the_control_plane_and_extra_env_still_wins():
+    values = deep_merge(SCENARIOS["default"], {"controlPlane": {
+        "throttle": {"user": "100/s", "anon": False, "trustedProxies": 1},  # bare `off` in YAML is False
+        "limits": {"uploadMaxBytes": 1 << 30, "bodyMaxBytes": 1 << 20},
+        "extraEnv": [{"name": "SYNTHTUNE_THROTTLE_USER", "value": "5/min"}],
+    }})
+    container = k8s.pod(render(values), "control-plane").container("control-plane")
+    names = [entry["name"] for entry in container["env"]]
+    assert len(names) == len(set(names))  # one entry per variable: extraEnv's replaces the chart's
+    assert {name: k8s.env_value(container, name) for name in THROTTLE_AND_LIMITS} == {
+        "SYNTHTUNE_THROTTLE_USER": "5/min",
+        "SYNTHTUNE_THROTTLE_ANON": "off",
+        "SYNTHTUNE_TRUSTED_PROXIES": "1",
+        "SYNTHTUNE_UPLOAD_MAX_BYTES": "1073741824",  # not 1.073741824e+09
+        "SYNTHTUNE_BODY_MAX_BYTES": "1048576",
+    }
 
 
 # --- NetworkPolicy -------------------------------------------------------------------------------

@@ -152,6 +152,47 @@ stay out of it: a pre-upgrade Job sees the old Secret, before new keys are added
 {{- end }}
 {{- end }}
 
+{{/*
+The web process's throttling and request size limits (controlPlane.throttle, .limits). The
+numbers are checked here, so a bad one fails the render rather than the new pods (the app checks
+the rates at start); a bare `off` in YAML is false, read as off. A variable also named in
+controlPlane.extraEnv is left to it (one entry per name: a duplicate is ambiguous, and
+server-side apply refuses it), so settings made there before keep working.
+*/}}
+{{- define "synthtune.controlPlaneLimitsEnv" -}}
+{{- $cp := .Values.controlPlane }}
+{{- $given := list }}
+{{- range $cp.extraEnv }}{{ $given = append $given .name }}{{ end }}
+{{- $env := dict }}
+{{- range $key, $name := dict "user" "SYNTHTUNE_THROTTLE_USER" "anon" "SYNTHTUNE_THROTTLE_ANON" }}
+{{- $rate := index $cp.throttle $key }}
+{{- if kindIs "bool" $rate }}
+{{- if $rate }}{{ fail (printf "controlPlane.throttle.%s: give N/s, N/min, N/hour or N/day, or \"off\"" $key) }}{{ end }}
+{{- $rate = "off" }}
+{{- end }}
+{{- $_ := set $env $name (toString $rate) }}
+{{- end }}
+{{- $proxies := $cp.throttle.trustedProxies }}
+{{- if or (lt (int64 $proxies) 0) (gt (int64 $proxies) 10) (ne (float64 (int64 $proxies)) (float64 $proxies)) }}
+{{- fail (printf "controlPlane.throttle.trustedProxies must be a whole number from 0 to 10 (got %v)" $proxies) }}
+{{- end }}
+{{- $_ := set $env "SYNTHTUNE_TRUSTED_PROXIES" (toString (int64 $proxies)) }}
+{{- range $key, $name := dict "uploadMaxBytes" "SYNTHTUNE_UPLOAD_MAX_BYTES" "bodyMaxBytes" "SYNTHTUNE_BODY_MAX_BYTES" }}
+{{- $value := index $cp.limits $key }}
+{{- /* YAML numbers arrive as floats: int64 keeps 268435456 from rendering as 2.68435456e+08. */}}
+{{- if or (lt (int64 $value) 1024) (ne (float64 (int64 $value)) (float64 $value)) }}
+{{- fail (printf "controlPlane.limits.%s must be a whole number of bytes, 1024 or more (got %v)" $key $value) }}
+{{- end }}
+{{- $_ := set $env $name (toString (int64 $value)) }}
+{{- end }}
+{{- range $name, $value := $env }}
+{{- if not (has $name $given) }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* localhost for probes, the Service's in-cluster names, the Istio hosts, your hosts. */}}
 {{- define "synthtune.allowedHosts" -}}
 {{- $svc := include "synthtune.componentName" (dict "ctx" . "component" "control-plane") }}
