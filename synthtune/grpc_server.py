@@ -211,6 +211,10 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, method: str, request_id: str, 
     return handler  # client-streaming RPCs: none yet
 
 
+class BindError(OSError):
+    """The listen address could not be bound (taken, or not this host's)."""
+
+
 def create_server(
     address: str,
     registrations: Sequence[Registration],
@@ -220,20 +224,25 @@ def create_server(
     tls_key: Path | None = None,
 ) -> ServerHandle:
     """Build (not start) a server on `address` ("host:0" picks a free port)."""
-    server = grpc.aio.server(interceptors=[_ServerInterceptor(token)])
+    # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start too and
+    # the kernel would split connections between the two, so calls reach the wrong process.
+    server = grpc.aio.server(interceptors=[_ServerInterceptor(token)], options=[("grpc.so_reuseport", 0)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [r.full_name for r in registrations]
     for registration in registrations:
         registration.add(registration.servicer, server)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    if tls_cert and tls_key:
-        credentials = grpc.ssl_server_credentials([(tls_key.read_bytes(), tls_cert.read_bytes())])
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if tls_cert and tls_key:
+            credentials = grpc.ssl_server_credentials([(tls_key.read_bytes(), tls_cert.read_bytes())])
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio's way of saying the bind failed
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind gRPC server to {address}")
+        raise BindError(f"could not bind the gRPC server to {address}: is another process listening there?")
     return ServerHandle(server=server, port=port, health=health_servicer, service_names=tuple(names))
 
 

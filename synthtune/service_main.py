@@ -1,9 +1,9 @@
 """The `python -m <service>` entry point every gRPC service shares.
 
 `run_service` configures JSON logs, reads the settings once (a bad variable: exit 2, naming
-it, never echoing its value), then runs the service's `serve` coroutine. `serve_service`
-is what that coroutine ends with: /metrics on SYNTHTUNE_METRICS_PORT while the server
-runs until SIGTERM/SIGINT.
+it, never echoing its value; a listen address it cannot bind: exit 2 too), then runs the
+service's `serve` coroutine. `serve_service` is what that coroutine ends with: /metrics on
+SYNTHTUNE_METRICS_PORT while the server runs until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from prometheus_client.registry import Collector
 
-from synthtune.grpc_server import ServerHandle, serve_until_signal
+from synthtune.grpc_server import BindError, ServerHandle, serve_until_signal
 from synthtune.logs import configure_logging
 from synthtune.metrics import start_metrics_server
 from synthtune.settings import CommonSettings, SettingsError
@@ -37,7 +37,11 @@ def run_service(service: str, load_settings: Callable[[], S], serve: Callable[[S
     configure_logging(service, settings.log_level)
     logger.info("starting", extra={"listen": settings.listen, "data_root": str(settings.data_root),
                                    **describe(settings)})
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except BindError as exc:
+        logger.error("cannot start: %s", exc)
+        return 2
     logger.info("stopped")
     return 0
 

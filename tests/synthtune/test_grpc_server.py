@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
+import sys
 
 import grpc
 import pytest
@@ -17,6 +20,7 @@ from synthtune.datagen.v1 import datagen_pb2_grpc as pb_grpc
 from synthtune.errors import InvalidArgument, NotFound
 from synthtune.grpc_server import Registration, create_server, serve_until_signal, start
 from synthtune.logs import request_id_var
+from tests.support.procs import REPO
 
 TOKEN = "unit-test-token-0123456789"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
@@ -178,3 +182,32 @@ def test_sigterm_sets_health_not_serving_then_stops():
 
     statuses = asyncio.run(main())
     assert statuses == [health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING]
+
+
+def test_a_second_server_on_a_taken_port_fails_to_start_naming_the_address():
+    # gRPC's default (SO_REUSEPORT) would let it bind too and split the connections between the two.
+    async def main():
+        first = _server()
+        await start(first)
+        try:
+            registration = Registration(pb_grpc.add_DatagenServiceServicer_to_server, _Probe(),
+                                        "synthtune.datagen.v1.DatagenService")
+            with pytest.raises(OSError, match=f"127.0.0.1:{first.port}: is another process listening there"):
+                create_server(f"127.0.0.1:{first.port}", [registration], token=TOKEN)
+        finally:
+            await first.server.stop(0)
+
+    asyncio.run(main())
+
+
+def test_a_service_on_a_taken_port_exits_2_saying_so(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = {**os.environ, "SYNTHTUNE_DATA_ROOT": str(tmp_path), "SYNTHTUNE_GRPC_TOKEN": TOKEN,
+               "SYNTHTUNE_DATAGEN_LISTEN": address, "SYNTHTUNE_METRICS_PORT": "0"}
+        done = subprocess.run([sys.executable, "-m", "datagen_svc"], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"cannot start: could not bind the gRPC server to {address}" in done.stdout + done.stderr
