@@ -195,12 +195,15 @@ def test_a_two_node_run_trains_through_a_train_job_and_is_followed_again_after_a
     settings = _settings(data_root, tiny_models)
     with InProcessTrainer(settings, fake) as trainer:
         run = _start(trainer.stub, data_root, num_nodes=2, processes_per_node=1)
-        wait_for_run(trainer.stub, run.run_id, lambda r: r.step >= 2, timeout_s=120)
+        # 39 s for the whole test alone; in a fresh-clone CI run (beside the vLLM tests) reaching step 2
+        # took past 120 s: imports dominate (torch and transformers: ~20 s in the service's validation
+        # and again in each node on this machine, several times that under the suite's load).
+        wait_for_run(trainer.stub, run.run_id, lambda r: r.step >= 2, timeout_s=300)
     # The service stopped mid-run; its TrainJob trained on. A new service follows it to the end.
     (job,) = fake.created
     assert fake.deleted == []
     with InProcessTrainer(settings, fake) as trainer:
-        done = wait_for_run(trainer.stub, run.run_id, timeout_s=120)
+        done = wait_for_run(trainer.stub, run.run_id, timeout_s=300)
         _eventually(lambda: fake.deleted, timeout_s=30)  # once its pods are done too
     assert done.state == pb.RUN_STATE_SUCCEEDED, done.error
     assert done.step == done.max_steps == 10 and done.adapter_path
@@ -223,10 +226,12 @@ def test_a_failed_train_job_fails_the_run_with_node_0s_last_log_lines(data_root,
     try:
         with InProcessTrainer(_settings(data_root, tiny_models), fake) as trainer:
             run = _start(trainer.stub, data_root)
-            wait_for_run(trainer.stub, run.run_id, lambda r: r.state == pb.RUN_STATE_RUNNING, timeout_s=30)
+            wait_for_run(trainer.stub, run.run_id, lambda r: r.state == pb.RUN_STATE_RUNNING, timeout_s=120)
             (data_root / "datasets" / "fixed.jsonl").unlink()  # gone by the time the node starts
             fake.start_held()
-            failed = wait_for_run(trainer.stub, run.run_id, timeout_s=120)
+            # 107 s of a 120 s wait in a fresh-clone `make test` (session 9); what is slow there is not
+            # known yet (the cancel test below shows it too). What is tested is the failure, not the speed.
+            failed = wait_for_run(trainer.stub, run.run_id, timeout_s=300)
     finally:
         fake.close()
     assert failed.state == pb.RUN_STATE_FAILED
