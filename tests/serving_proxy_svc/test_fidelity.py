@@ -38,7 +38,7 @@ from synthtune.serving.v1 import serving_pb2 as spb
 from synthtune.serving.v1 import serving_pb2_grpc
 from synthtune.trainer.v1 import trainer_pb2 as tpb
 from synthtune.trainer.v1 import trainer_pb2_grpc
-from tests.support.procs import TEST_GRPC_TOKEN, ServiceProcess, start_service
+from tests.support.procs import START_RUN_TIMEOUT_S, TEST_GRPC_TOKEN, ServiceProcess, start_service
 from tests.trainer_svc.conftest import ANSWER, HELD_OUT, fixed_answer_rows, write_dataset
 
 # vllm: it asks for the session's vllm_server by request.getfixturevalue, which the marking in
@@ -88,7 +88,7 @@ def fidelity(request, tiny_models, tmp_path_factory):
         suffix = uuid.uuid4().hex[:6]
         runs = {model: trainer_stub.StartRun(tpb.StartRunRequest(
             base_model=model, datasets=[dataset], hyperparameters=LEARN, adapter_name=f"fidelity-{model}-{suffix}"),
-            timeout=120).run for model in MODELS}
+            timeout=START_RUN_TIMEOUT_S).run for model in MODELS}
         queued = time.monotonic()
         # Both vLLM servers boot while the trainer's child trains (one run at a time).
         phi3_vllm = request.getfixturevalue("vllm_server")

@@ -30,7 +30,7 @@ from synthtune.serving.v1 import serving_pb2 as spb
 from synthtune.serving.v1 import serving_pb2_grpc
 from synthtune.trainer.v1 import trainer_pb2 as tpb
 from synthtune.trainer.v1 import trainer_pb2_grpc
-from tests.support.procs import REPO, TEST_GRPC_TOKEN, start_service
+from tests.support.procs import REPO, START_RUN_TIMEOUT_S, TEST_GRPC_TOKEN, start_service
 from tests.trainer_svc.conftest import wait_for_run
 
 # vllm: it asks for the session's smollm2_vllm by request.getfixturevalue, which the marking in
@@ -71,7 +71,7 @@ def served(request, smollm2, tmp_path_factory):
         trainer_stub = trainer_pb2_grpc.TrainerServiceStub(open_channel(trainer.address, token=TEST_GRPC_TOKEN))
         run = trainer_stub.StartRun(tpb.StartRunRequest(
             base_model=smollm2.name, datasets=[f"datasets/{DATASET.name}"], hyperparameters=HYPERPARAMETERS,
-            adapter_name=f"pirate-{uuid.uuid4().hex[:6]}"), timeout=120).run
+            adapter_name=f"pirate-{uuid.uuid4().hex[:6]}"), timeout=START_RUN_TIMEOUT_S).run
         vllm = request.getfixturevalue("smollm2_vllm")  # boots while the trainer's child trains
         run = wait_for_run(trainer_stub, run.run_id, timeout_s=TRAIN_TIMEOUT_S)
         assert run.state == tpb.RUN_STATE_SUCCEEDED, (tpb.RunState.Name(run.state), run.error,

@@ -15,6 +15,11 @@ from synthtune.readiness import free_port, wait_grpc_serving
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_GRPC_TOKEN = "test-grpc-token-0123456789abcdef"
+# A fresh trainer's first StartRun imports torch and transformers to validate the run: ~10 s alone
+# here, but past 120 s once in a fresh-clone `make test` (the resume test, beside the demo on the
+# vLLM side; this VM also pages out page cache idle for a minute, so imports read from disk again).
+# A bound on a hang, not a speed check.
+START_RUN_TIMEOUT_S = 300
 
 
 @dataclass

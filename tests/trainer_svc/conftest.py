@@ -41,8 +41,10 @@ TERMINAL_STATES = frozenset({pb.RUN_STATE_SUCCEEDED, pb.RUN_STATE_FAILED, pb.RUN
 
 
 def wait_for_run(stub, run_id: str, predicate=lambda run: run.state in TERMINAL_STATES,
-                 timeout_s: float = 180) -> pb.Run:
-    """Poll the trainer's GetRun until `predicate(run)` (default: the run ended); fail after `timeout_s`."""
+                 timeout_s: float = 300) -> pb.Run:
+    """Poll the trainer's GetRun until `predicate(run)` (default: the run ended); fail after `timeout_s`.
+    The default is a bound on a hang: a run's fresh processes import torch and transformers, which
+    a fresh-clone `make test` has slowed several-fold (tests.support.procs.START_RUN_TIMEOUT_S)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         run = stub.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10).run

@@ -23,7 +23,7 @@ from synthtune.grpc_client import open_channel
 from synthtune.readiness import free_port
 from synthtune.trainer.v1 import trainer_pb2 as pb
 from synthtune.trainer.v1 import trainer_pb2_grpc as pb_grpc
-from tests.support.procs import REPO, TEST_GRPC_TOKEN, running_service
+from tests.support.procs import REPO, START_RUN_TIMEOUT_S, TEST_GRPC_TOKEN, running_service
 from tests.trainer_svc.conftest import fixed_answer_rows, run_config, wait_for_run, write_dataset
 from trainer_svc.training import main
 
@@ -119,7 +119,7 @@ def _start(stub, data_root: Path, **hyperparameters) -> pb.Run:
     dataset = write_dataset(data_root, "fixed", fixed_answer_rows(40))
     hyper = pb.Hyperparameters(device="cpu", processes_per_node=2, **{**TRAINING, **hyperparameters})
     return stub.StartRun(pb.StartRunRequest(base_model="tiny-phi3", datasets=[dataset], hyperparameters=hyper),
-                         timeout=120).run
+                         timeout=START_RUN_TIMEOUT_S).run
 
 
 def test_the_torchrun_launcher_trains_and_cancels_a_run_of_two_processes(data_root, tiny_models, tmp_path):

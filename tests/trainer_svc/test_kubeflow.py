@@ -23,7 +23,7 @@ from synthtune.grpc_client import open_channel
 from synthtune.trainer.v1 import trainer_pb2 as pb
 from synthtune.trainer.v1 import trainer_pb2_grpc as pb_grpc
 from tests.support.fake_kubeflow import FakeKubeflow
-from tests.support.procs import TEST_GRPC_TOKEN
+from tests.support.procs import START_RUN_TIMEOUT_S, TEST_GRPC_TOKEN
 from tests.trainer_svc.conftest import fixed_answer_rows, wait_for_run, write_dataset
 from trainer_svc import kubeflow
 from trainer_svc.config import load_settings
@@ -170,7 +170,7 @@ def _start(stub, data_root: Path, **hyperparameters) -> pb.Run:
     dataset = write_dataset(data_root, "fixed", fixed_answer_rows(40))
     request = pb.StartRunRequest(base_model="tiny-phi3", datasets=[dataset],
                                  hyperparameters=pb.Hyperparameters(**{**FAST, **hyperparameters}))
-    return stub.StartRun(request, timeout=120).run
+    return stub.StartRun(request, timeout=START_RUN_TIMEOUT_S).run
 
 
 def _events(data_root: Path, run_id: str) -> list[dict]:

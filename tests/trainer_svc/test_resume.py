@@ -20,7 +20,7 @@ import pytest
 from synthtune.grpc_client import open_channel
 from synthtune.trainer.v1 import trainer_pb2 as pb
 from synthtune.trainer.v1 import trainer_pb2_grpc as pb_grpc
-from tests.support.procs import TEST_GRPC_TOKEN, running_service, start_service
+from tests.support.procs import START_RUN_TIMEOUT_S, TEST_GRPC_TOKEN, running_service, start_service
 from tests.trainer_svc.conftest import (
     ANSWER,
     HELD_OUT,
@@ -107,10 +107,10 @@ def _start(stub, data_root: Path) -> pb.Run:
     dataset = write_dataset(data_root, "fixed", fixed_answer_rows(40))
     hyper = pb.Hyperparameters(device="cpu", **HYPER)
     return stub.StartRun(pb.StartRunRequest(base_model="tiny-phi3", datasets=[dataset], hyperparameters=hyper),
-                         timeout=120).run
+                         timeout=START_RUN_TIMEOUT_S).run
 
 
-def _wait_for_checkpoint(data_root: Path, run_id: str, timeout_s: float = 120) -> None:
+def _wait_for_checkpoint(data_root: Path, run_id: str, timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while latest_checkpoint(checkpoints_dir(data_root, run_id)) is None:
         assert time.monotonic() < deadline, "no checkpoint was written"

@@ -13,7 +13,7 @@ import pytest
 from synthtune.grpc_client import open_channel
 from synthtune.trainer.v1 import trainer_pb2 as pb
 from synthtune.trainer.v1 import trainer_pb2_grpc as pb_grpc
-from tests.support.procs import TEST_GRPC_TOKEN, running_service, start_service
+from tests.support.procs import START_RUN_TIMEOUT_S, TEST_GRPC_TOKEN, running_service, start_service
 from tests.trainer_svc.conftest import fixed_answer_rows, wait_for_run, write_dataset
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def _stub(address: str) -> pb_grpc.TrainerServiceStub:
 def _start(stub, data_root: Path, hyperparameters=FAST, **fields) -> pb.Run:
     datasets = fields.pop("datasets", None) or [write_dataset(data_root, "fixed", fixed_answer_rows(40))]
     request = pb.StartRunRequest(base_model="tiny-phi3", datasets=datasets, hyperparameters=hyperparameters, **fields)
-    return stub.StartRun(request, timeout=120).run
+    return stub.StartRun(request, timeout=START_RUN_TIMEOUT_S).run
 
 
 def test_a_run_streams_its_progress_and_exports_an_adapter(trainer, data_root):

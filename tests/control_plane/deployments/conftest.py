@@ -28,7 +28,14 @@ from synthtune.trainer.v1.trainer_pb2_grpc import TrainerServiceStub
 from tests.control_plane.deployments.helpers import BASE_MODEL, pattern_rows
 from tests.control_plane.helpers import jsonl
 from tests.control_plane.runs.factories import AdapterFactory
-from tests.support.procs import TEST_GRPC_TOKEN, ServiceProcess, free_port, running_service, start_service
+from tests.support.procs import (
+    START_RUN_TIMEOUT_S,
+    TEST_GRPC_TOKEN,
+    ServiceProcess,
+    free_port,
+    running_service,
+    start_service,
+)
 
 TRAIN_TIMEOUT_S = 600
 MAX_LORA_RANK = 8
@@ -99,7 +106,7 @@ def exported(serving_root: Path, tiny_models: Path, tmp_path_factory) -> Export:
                     hyperparameters=hyper,
                     adapter_name="serving",
                 ),
-                timeout=180,
+                timeout=START_RUN_TIMEOUT_S,
             ).run
             name = ""
             for event in stub.WatchRun(tpb.WatchRunRequest(run_id=run.run_id), timeout=TRAIN_TIMEOUT_S):
