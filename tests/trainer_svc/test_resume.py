@@ -164,7 +164,7 @@ def test_a_killed_process_resumes_by_itself_then_by_hand_once_it_has_failed(data
         run = _start(stub, data_root)
         _wait_for_checkpoint(data_root, run.run_id)
         _kill_child(data_root, run.run_id)  # 1st death: the one automatic resume
-        wait_for_run(stub, run.run_id, lambda r: r.resumed_from_step > 0, timeout_s=120)
+        wait_for_run(stub, run.run_id, lambda r: r.resumed_from_step > 0)  # a fresh child: imports again
         _kill_child(data_root, run.run_id)  # 2nd death: no automatic resume left, the run fails
         failed = wait_for_run(stub, run.run_id)
         assert failed.state == pb.RUN_STATE_FAILED and "SIGKILL" in failed.error and failed.resumes == 1

@@ -122,7 +122,7 @@ def test_bad_names_are_refused(validator, fields, hint):
         else:
             setattr(request, key, value)
     with pytest.raises(grpc.RpcError) as info:
-        stub.StartRun(request, timeout=60)
+        stub.StartRun(request, timeout=START_RUN_TIMEOUT_S)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and hint in info.value.details()
 
 
