@@ -104,7 +104,7 @@ DATASET_REF_SCHEMA = {"pattern": f"^\\s*{_NAME}(@0*[1-9][0-9]*)?\\s*$", "maxLeng
 # component -> property -> keywords to merge in (nested dicts merge: {"items": {...}}). The apis
 # modules add their own.
 FIELD_PATCHES: dict[str, dict[str, dict[str, Any]]] = {
-    # SamplingSerializer.validate_top_p: (0, 1].
+    # core.validators.top_p_above_zero: (0, 1].
     "SamplingRequest": {"top_p": {"exclusiveMinimum": True}},
 }
 # component -> property -> the property's whole schema, where a view's own check makes a field

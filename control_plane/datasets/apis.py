@@ -26,6 +26,7 @@ from control_plane.core.api import (
 )
 from control_plane.core.schema import DATASET_REF_SCHEMA, FIELD_PATCHES, HTTP_URL, NAME_SCHEMA
 from control_plane.core.sse import stream_response, stream_schema
+from control_plane.core.validators import top_p_above_zero
 from control_plane.datasets import generation as limits
 from control_plane.datasets import selectors, services, versions
 from control_plane.datasets.generation import CurateParams, GenerationParams
@@ -119,6 +120,7 @@ FIELD_PATCHES.update(
         "DatasetUploadInputRequest": {"name": NAME_SCHEMA},
         "GenerateInputRequest": {
             "name": NAME_SCHEMA,
+            "top_p": {"exclusiveMinimum": True},  # core.validators.top_p_above_zero, as datagen
             # generation.GenerationParams: a mode's settings only with that mode, and each mode's
             # inputs (_mode_rules).
             "": {
@@ -389,7 +391,7 @@ class GenerateInputSerializer(serializers.Serializer):
     concurrency = serializers.IntegerField(min_value=1, max_value=limits.MAX_CONCURRENCY, required=False)
     requests_per_minute = serializers.FloatField(min_value=0, max_value=1_000_000, required=False)
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
-    top_p = serializers.FloatField(min_value=0, max_value=1, required=False)
+    top_p = serializers.FloatField(min_value=0, max_value=1, required=False, validators=[top_p_above_zero])
     max_tokens = serializers.IntegerField(min_value=1, max_value=limits.MAX_TOKENS, required=False)
     system_prompt = serializers.CharField(required=False, allow_blank=True, max_length=limits.MAX_TEXT)
     prompt_template = serializers.CharField(required=False, allow_blank=True, max_length=limits.MAX_TEXT)

@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 
+from control_plane.core.validators import top_p_above_zero
 from control_plane.datasets import generation as limits
 from control_plane.datasets.models import Dataset
 
@@ -269,7 +270,7 @@ class GenerateForm(FiltersForm):
         required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=limits.MAX_TEXT
     )
     temperature = forms.FloatField(required=False, min_value=0, max_value=2)
-    top_p = forms.FloatField(required=False, min_value=0, max_value=1)
+    top_p = forms.FloatField(required=False, min_value=0, max_value=1, validators=[top_p_above_zero])
     max_tokens = forms.IntegerField(required=False, min_value=1, max_value=limits.MAX_TOKENS)
     concurrency = forms.IntegerField(required=False, min_value=1, max_value=limits.MAX_CONCURRENCY)
     requests_per_minute = forms.FloatField(required=False, min_value=0, max_value=1_000_000)

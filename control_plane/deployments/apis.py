@@ -25,6 +25,7 @@ from control_plane.core.api import (
 from control_plane.core.errors import InvalidArgument, SynthtuneError, error_body
 from control_plane.core.schema import FIELD_PATCHES, NAME_SCHEMA, VLLM_URL
 from control_plane.core.sse import sse_message, sse_response
+from control_plane.core.validators import top_p_above_zero
 from control_plane.deployments import selectors, services
 from control_plane.deployments.models import Comparison, Deployment
 
@@ -201,14 +202,9 @@ class SamplingSerializer(serializers.Serializer):
     temperature = serializers.FloatField(
         min_value=0, max_value=2, required=False, help_text="Default 0 (greedy)."
     )
-    top_p = serializers.FloatField(min_value=0, max_value=1, required=False)
+    top_p = serializers.FloatField(min_value=0, max_value=1, required=False, validators=[top_p_above_zero])
     max_tokens = serializers.IntegerField(min_value=1, max_value=4096, required=False)
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
-
-    def validate_top_p(self, value):
-        if value == 0:
-            raise serializers.ValidationError("Must be in (0, 1].")
-        return value
 
 
 class _ServingTargetSerializer(serializers.Serializer):

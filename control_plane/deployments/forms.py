@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from control_plane.core.validators import top_p_above_zero
 from control_plane.datasets.models import Dataset
 from control_plane.runs.models import Adapter
 
@@ -56,7 +57,7 @@ class CompareForm(_ServingForm):
     system_prompt = forms.CharField(
         required=False, max_length=16_000, widget=forms.Textarea(attrs={"rows": 2, "cols": 80}), strip=False
     )
-    top_p = forms.FloatField(required=False, min_value=0, max_value=1)
+    top_p = forms.FloatField(required=False, min_value=0, max_value=1, validators=[top_p_above_zero])
     seed = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
 
     field_order = ("adapter", "prompt", "system_prompt", "temperature", "top_p", "max_tokens", "seed")

@@ -275,6 +275,8 @@ def test_download_rejects_unknown_formats_and_unfinished_datasets(api):
         ({"mode": "self_instruct", "num_rows": 5}, "topic"),
         ({"instructions": []}, "instructions"),
         ({"temperature": 7}, "temperature"),
+        ({"top_p": 0}, "top_p"),  # datagen takes (0, 1]: refused here, before any call
+        ({"top_p": 1.5}, "top_p"),
         ({"concurrency": 0}, "concurrency"),
         ({"model": ""}, "model"),
     ],
