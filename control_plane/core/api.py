@@ -145,13 +145,13 @@ def validated(serializer_class, data) -> dict:
     A JSON body's values must have the JSON types the schema names (json_types: 0 is not a string
     nor a boolean, "5" not a number); a form or multipart body (a QueryDict, all strings) is parsed
     as DRF parses it."""
-    if not isinstance(data, QueryDict) and (errors := json_types.type_errors(serializer_class().fields, data)):
+    return _validated(serializer_class, data, json_body=not isinstance(data, QueryDict))
+
+
+def _validated(serializer_class, data, *, json_body: bool = False) -> dict:
+    serializer = serializer_class(data=data)  # one instance: building one deep-copies its fields
+    if json_body and (errors := json_types.type_errors(serializer.fields, data)):
         raise serializers.ValidationError(errors)
-    return _validated(serializer_class, data)
-
-
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
